@@ -1,0 +1,77 @@
+import { constants as zc, gunzipSync, gzipSync } from 'node:zlib';
+import { createRequire } from 'node:module';
+
+/**
+ * Whole-member compression used by both the writer (one gzip member or zstd frame per chunk) and the
+ * readers. Decompression is always bounded: a member may not inflate past `maxOutput`.
+ */
+export interface Codec {
+  readonly name: 'gzip' | 'zstd';
+  compress(data: Uint8Array, level: number): Buffer;
+  /** Throws DecompressionBombError past `maxOutput` bytes and CorruptDataError on invalid input. */
+  decompress(data: Uint8Array, maxOutput: number): Buffer;
+}
+
+export class DecompressionBombError extends Error {
+  override name = 'DecompressionBombError';
+}
+
+export class CorruptDataError extends Error {
+  override name = 'CorruptDataError';
+}
+
+export const gzipCodec: Codec = {
+  name: 'gzip',
+  compress(data, level) {
+    return gzipSync(data, { level });
+  },
+  decompress(data, maxOutput) {
+    try {
+      return gunzipSync(data, { maxOutputLength: Math.max(1, maxOutput) });
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'ERR_BUFFER_TOO_LARGE') throw new DecompressionBombError(`compressed data inflates past the ${maxOutput}-byte bound`);
+      throw new CorruptDataError(`invalid gzip data: ${(err as Error).message}`);
+    }
+  },
+};
+
+interface ZstdBinding {
+  CCtx: new () => { compress(dst: Uint8Array, src: Uint8Array, level: number): number };
+  DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
+  compressBound(size: number): number;
+}
+
+// zstd-napi's high-level decompress() sizes its output from the frame header without a limit; the raw
+// binding lets us hand it a fixed-size buffer, which is what makes decompression bounded.
+const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding') as ZstdBinding;
+let cctx: InstanceType<ZstdBinding['CCtx']> | undefined;
+let dctx: InstanceType<ZstdBinding['DCtx']> | undefined;
+
+export const zstdCodec: Codec = {
+  name: 'zstd',
+  compress(data, level) {
+    cctx ??= new zstdBinding.CCtx();
+    const out = Buffer.allocUnsafe(zstdBinding.compressBound(data.length));
+    const n = cctx.compress(out, data, level);
+    return out.subarray(0, n);
+  },
+  decompress(data, maxOutput) {
+    dctx ??= new zstdBinding.DCtx();
+    const out = Buffer.allocUnsafe(maxOutput);
+    try {
+      const n = dctx.decompress(out, data);
+      return out.subarray(0, n);
+    } catch (err) {
+      const message = (err as Error).message;
+      if (/too small/i.test(message)) throw new DecompressionBombError(`compressed data inflates past the ${maxOutput}-byte bound`);
+      throw new CorruptDataError(`invalid zstd data: ${message}`);
+    }
+  },
+};
+
+export const DEFAULT_LEVEL = { gzip: zc.Z_BEST_COMPRESSION, zstd: 3 } as const;
+
+export function codecByName(name: 'gzip' | 'zstd'): Codec {
+  return name === 'gzip' ? gzipCodec : zstdCodec;
+}
