@@ -1,5 +1,5 @@
-import { constants as zc, gunzipSync, gzipSync } from 'node:zlib';
-import { createRequire } from 'node:module';
+import { constants as zc, gunzipSync } from 'node:zlib';
+import { gzipCompress, zstdBinding, zstdCompress } from './compress-core.js';
 
 /**
  * Whole-member compression used by both the writer (one gzip member or zstd frame per chunk) and the
@@ -22,9 +22,7 @@ export class CorruptDataError extends Error {
 
 export const gzipCodec: Codec = {
   name: 'gzip',
-  compress(data, level) {
-    return gzipSync(data, { level });
-  },
+  compress: gzipCompress,
   decompress(data, maxOutput) {
     try {
       return gunzipSync(data, { maxOutputLength: Math.max(1, maxOutput) });
@@ -36,28 +34,16 @@ export const gzipCodec: Codec = {
   },
 };
 
-interface ZstdBinding {
-  CCtx: new () => { compress(dst: Uint8Array, src: Uint8Array, level: number): number };
-  DCtx: new () => { decompress(dst: Uint8Array, src: Uint8Array): number };
-  compressBound(size: number): number;
-}
-
 // zstd-napi's high-level decompress() sizes its output from the frame header without a limit; the raw
 // binding lets us hand it a fixed-size buffer, which is what makes decompression bounded.
-const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding') as ZstdBinding;
-let cctx: InstanceType<ZstdBinding['CCtx']> | undefined;
-let dctx: InstanceType<ZstdBinding['DCtx']> | undefined;
+let dctx: ReturnType<typeof newDecompressContext> | undefined;
+const newDecompressContext = () => new zstdBinding.DCtx();
 
 export const zstdCodec: Codec = {
   name: 'zstd',
-  compress(data, level) {
-    cctx ??= new zstdBinding.CCtx();
-    const out = Buffer.allocUnsafe(zstdBinding.compressBound(data.length));
-    const n = cctx.compress(out, data, level);
-    return out.subarray(0, n);
-  },
+  compress: zstdCompress,
   decompress(data, maxOutput) {
-    dctx ??= new zstdBinding.DCtx();
+    dctx ??= newDecompressContext();
     const out = Buffer.allocUnsafe(maxOutput);
     try {
       const n = dctx.decompress(out, data);

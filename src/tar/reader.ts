@@ -100,7 +100,7 @@ export class TarReader {
   private paddingLeft = 0;
   private entryName = '';
 
-  constructor(source: AsyncIterable<Uint8Array>) {
+  constructor(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) {
     this.input = new ByteStream(source);
   }
 

@@ -10,8 +10,8 @@ export class ByteStream {
   /** Total bytes handed out so far: the stream offset of the next byte. */
   position = 0;
 
-  constructor(source: AsyncIterable<Uint8Array>) {
-    this.iterator = source[Symbol.asyncIterator]();
+  constructor(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) {
+    this.iterator = Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : toAsync(source)[Symbol.asyncIterator]();
   }
 
   private async fill(n: number): Promise<void> {
@@ -71,4 +71,8 @@ export class ByteStream {
       n += buf.length;
     }
   }
+}
+
+async function* toAsync(source: Iterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  yield* source;
 }
