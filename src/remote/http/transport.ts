@@ -1,6 +1,6 @@
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import { RequestTimeoutError, ResponseTooLargeError, TransportError } from '../errors.js';
-import type { HttpRequest, HttpResponse, Send } from './types.js';
+import type { HttpRequest, Send } from './types.js';
 
 export interface TransportOptions {
   /** Connections per origin (undici keeps one Pool per origin inside the Agent). */
