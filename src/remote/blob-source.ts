@@ -266,7 +266,15 @@ export class RegistryBlobSource implements RandomAccessSource {
   }
 
   private async fetchSingle(range: ByteRange, attempt: Attempt): Promise<Buffer> {
-    const response = await this.get(rangeHeader([range]), this.bodyLimit(range.length), attempt, 'blob');
+    let response: HttpResponse;
+    try {
+      response = await this.get(rangeHeader([range]), this.bodyLimit(range.length), attempt, 'blob');
+    } catch (err) {
+      if (err instanceof ResponseTooLargeError && err.status === 200) {
+        throw new RangeNotSupportedError(`${this.host} ignored the Range header and answered with the whole blob ${this.digest} (${this.size} bytes): it cannot be read lazily`);
+      }
+      throw err;
+    }
     if (response.status === 200) return this.sliceWholeBlob(response, [range])[0]!;
     this.checkPartial(response);
     return this.checkedPart(response, response.body, range, header(response, 'content-range'));
