@@ -37,6 +37,14 @@ export class TransportError extends RegistryError {
   }
 }
 
+/** The server's certificate was not accepted: retrying cannot help, the CA or skip_verify setting must change. */
+export class TlsError extends RegistryError {
+  override name = 'TlsError';
+  constructor(method: string, url: URL, reason: string, options?: { cause?: unknown }) {
+    super(`${method} ${redactUrl(url)}: TLS: ${reason} (configure the registry's CA with hosts.toml "ca" or lazypull's host settings)`, options);
+  }
+}
+
 /** No response headers or body data within the per-request timeout. */
 export class RequestTimeoutError extends TransportError {
   override name = 'RequestTimeoutError';

@@ -1,5 +1,5 @@
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
-import { RequestTimeoutError, ResponseTooLargeError, TransportError } from '../errors.js';
+import { RequestTimeoutError, ResponseTooLargeError, TlsError, TransportError } from '../errors.js';
 import type { HttpRequest, Send } from './types.js';
 
 export interface TransportOptions {
@@ -99,6 +99,8 @@ export class Transport {
     if (request.deadline !== undefined && Date.now() >= request.deadline) {
       return new RequestTimeoutError(request.method, request.url, 'deadline reached during the request', { cause: err });
     }
+    const code = (err as { code?: string } | undefined)?.code ?? '';
+    if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code)) return new TlsError(request.method, request.url, `${code}: ${(err as Error).message}`, { cause: err });
     const reason = err instanceof Error ? `${(err as { code?: string }).code ?? err.name}: ${err.message}` : String(err);
     return new TransportError(request.method, request.url, reason, { cause: err });
   }
