@@ -21,7 +21,7 @@ export function registerConvertLayer(program: Command): void {
     .option('--zstdchunked', 'write zstd:chunked instead of eStargz')
     .option('--chunk-size <bytes>', 'uncompressed bytes per chunk (default 4MiB)', parseSize)
     .option('--min-chunk-size <bytes>', 'let small files share a compressed member up to this size (default 0: off)', parseSize)
-    .option('--compression-level <n>', 'gzip 0-9 (default 9) or zstd 1-22 (default 3)', (v) => parseLevel(v))
+    .option('--compression-level <n>', 'gzip 0-9 (default 6) or zstd 1-22 (default 3)', (v) => parseLevel(v))
     .option('--prioritized-files <file>', 'paths in access order, one per line, put first with a prefetch landmark')
     .action(async (input: string, output: string, options: ConvertLayerOptions) => {
       const format: OutputFormat = options.zstdchunked ? 'zstd:chunked' : 'estargz';

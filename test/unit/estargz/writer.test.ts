@@ -147,7 +147,7 @@ describe('eStargz writer', () => {
   it('fails on a corrupt tar without leaving an output file', async () => {
     const bad = join(dir, 'bad.tar');
     const input = await readFile(inputTar);
-    input[1024 + 10] ^= 0xff; // the name field of the first real header (after a PAX header and its data)
+    input.writeUInt8(input.readUInt8(1024 + 10) ^ 0xff, 1024 + 10); // the name field of the first real header (after a PAX header and its data)
     await writeFile(bad, input);
     const out = join(dir, 'out', 'bad.esgz');
     await mkdir(join(dir, 'out'));

@@ -59,7 +59,7 @@ describe('tar reader', () => {
   it('rejects bad checksums, unsupported types and truncation with the entry named', async () => {
     const good = Buffer.concat([tarFileEntry('first', Buffer.from('x')), tarFileEntry('second', Buffer.from('y')), TAR_EOF]);
     const corrupt = Buffer.from(good);
-    corrupt[1024 + 3] ^= 1;
+    corrupt.writeUInt8(corrupt.readUInt8(1024 + 3) ^ 1, 1024 + 3);
     await expect(readAll(corrupt)).rejects.toThrow(/bad tar header checksum at offset 1024 \(after first\)/);
     const sparse = ustarHeader({ name: 'holes', size: 0, mode: 0o644, typeflag: 0x53 as TypeFlag });
     await expect(readAll(Buffer.concat([sparse, TAR_EOF]))).rejects.toThrow(TarFormatError);
