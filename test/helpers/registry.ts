@@ -329,7 +329,10 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
         continue;
       }
       const pusher = new Pusher(url, dispatcher, adminPassword);
+      let stopped = false;
       const stop = async (): Promise<void> => {
+        if (stopped) return;
+        stopped = true;
         await stopChild(child);
         liveChildren.delete(child);
         await dispatcher.close();

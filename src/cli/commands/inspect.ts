@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { detectFooter, MAX_FOOTER_SIZE, type FooterInfo } from '../../estargz/footer.js';
-import { formatPlatform, parsePlatform, RegistryClient, type Descriptor, type Platform, type ResolvedImage } from '../../remote/index.js';
+import { DEFAULT_HOSTS_DIR, formatPlatform, parsePlatform, RegistryClient, type Descriptor, type Platform, type ResolvedImage } from '../../remote/index.js';
 
 const TOC_DIGEST_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
 const ZSTD_CHUNKED_CHECKSUM_ANNOTATIONS = ['io.containers.zstd-chunked.manifest-checksum', 'io.github.containers.zstd-chunked.manifest-checksum'];
@@ -134,7 +134,7 @@ export function registerInspect(program: Command): void {
         throw new InvalidArgumentError((err as Error).message);
       }
     })
-    .option('--hosts-dir <dir>', "containerd's hosts.toml directory", '/etc/containerd/certs.d')
+    .option('--hosts-dir <dir>', "containerd's hosts.toml directory", DEFAULT_HOSTS_DIR)
     .option('--json', 'print the report as JSON')
     .action(async (reference: string, options: InspectOptions) => {
       const client = new RegistryClient({ ...(options.plainHttp ? { plainHttp: true } : {}), ...(options.hostsDir ? { hostsDir: options.hostsDir } : {}) });

@@ -10,7 +10,7 @@ const digest = sha256(blob);
 type Tamper = (res: HttpResponse, req: HttpRequest) => HttpResponse;
 
 /** An in-process registry for one blob: single ranges, multipart/byteranges, optional delay and tampering. */
-function fakeLocation(host: string, options: { status?: number; delayMs?: number; tamper?: Tamper } = {}): BlobLocation & { requests: HttpRequest[] } {
+function fakeLocation(host: string, options: { status?: number; headStatus?: number; delayMs?: number; tamper?: Tamper } = {}): BlobLocation & { requests: HttpRequest[] } {
   const requests: HttpRequest[] = [];
   const url = new URL(`http://${host}/v2/app/blobs/${digest}`);
   const send = async (req: HttpRequest): Promise<HttpResponse> => {
@@ -23,6 +23,10 @@ function fakeLocation(host: string, options: { status?: number; delayMs?: number
           reject(req.signal?.reason);
         });
       });
+    }
+    if (req.method === 'HEAD') {
+      const status = options.headStatus ?? 200;
+      return { status, headers: status === 200 ? { 'content-length': String(blob.length) } : {}, body: Buffer.alloc(0), url: req.url };
     }
     if (options.status) return { status: options.status, headers: {}, body: Buffer.alloc(0), url: req.url };
     const ranges = (req.headers.range ?? '').replace('bytes=', '').split(',').map((r) => r.split('-').map(Number) as [number, number]);
@@ -102,6 +106,13 @@ describe('RegistryBlobSource', () => {
       { start: 5000, length: 10 },
     ]);
     expect(x!.equals(blob.subarray(100, 110)) && y!.equals(blob.subarray(5000, 5010))).toBe(true);
+  });
+
+  it.each([200, 405, 403])('probes the size by HEAD, or by GET bytes=0-1 when HEAD answers %i', async (headStatus) => {
+    const location = fakeLocation('r.example', { headStatus });
+    const source = await RegistryBlobSource.open({ digest, locations: [location] });
+    expect(source.size).toBe(blob.length);
+    expect(location.requests.map((r) => `${r.method} ${r.headers.range ?? ''}`)).toEqual(headStatus === 200 ? ['HEAD '] : ['HEAD ', 'GET bytes=0-1']);
   });
 
   it('streams the whole blob and checks the digest', async () => {
