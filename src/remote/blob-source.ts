@@ -209,29 +209,49 @@ export class RegistryBlobSource implements RandomAccessSource {
       return () => read.signal?.removeEventListener('abort', onAbort);
     });
     const attempt = { signal: controller.signal, deadline: Date.now() + this.options.readDeadlineMs };
-    this.fetchBatch(
+    this.fetchBatchSettled(
       batch.map((r) => r.range),
       attempt,
     )
       .then(
-        (results) => batch.forEach((read, i) => read.resolve(results[i]!)),
+        (results) => batch.forEach((read, i) => (results[i] instanceof Buffer ? read.resolve(results[i]) : read.reject(results[i]))),
         (err: unknown) => batch.forEach((read) => read.reject(err)),
       )
       .finally(() => detachers.forEach((detach) => detach()));
   }
 
-  /** Fetches every range of `wanted` (in order), switching to the next mirror when one fails. */
+  /** Fetches every range of `wanted` (in order); throws the first failure. */
   private async fetchBatch(wanted: ByteRange[], attempt: Attempt): Promise<Buffer[]> {
+    return (await this.fetchBatchSettled(wanted, attempt)).map((result) => {
+      if (result instanceof Buffer) return result;
+      throw result;
+    });
+  }
+
+  /**
+   * Fetches every range of `wanted`, each settled on its own: a failed request fails only the reads
+   * it was carrying. When nothing at all could be fetched, the next mirror is tried.
+   */
+  private async fetchBatchSettled(wanted: ByteRange[], attempt: Attempt): Promise<Array<Buffer | Error>> {
     for (;;) {
-      try {
-        const merged = this.options.coalesce ? coalesceRanges(wanted, { maxGap: this.options.maxGap, maxLength: this.options.maxRequestBytes }) : wanted.map((r) => ({ ...r }));
-        const fetched = await this.fetchMerged(merged, attempt);
-        return wanted.map((r) => sliceFrom(fetched, r));
-      } catch (err) {
-        if (!this.shouldTryNextLocation(err, attempt)) throw err;
+      const merged = this.options.coalesce ? coalesceRanges(wanted, { maxGap: this.options.maxGap, maxLength: this.options.maxRequestBytes }) : wanted.map((r) => ({ ...r }));
+      const settled = await Promise.allSettled(this.groupForRequests(merged).map((group) => this.fetchGroup(group, attempt)));
+      const pieces = settled.flatMap((s) => (s.status === 'fulfilled' ? s.value : [])).sort((a, b) => a.range.start - b.range.start);
+      const failures = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as unknown] : []));
+      const firstFailure = failures[0];
+      if (firstFailure !== undefined && pieces.length === 0 && this.shouldTryNextLocation(firstFailure, attempt)) {
         this.locationIndex++;
         this.directUrl = undefined;
+        continue;
       }
+      const failure = firstFailure instanceof Error ? firstFailure : new RegistryError(`bytes of blob ${this.digest} missing from the responses`);
+      return wanted.map((range) => {
+        try {
+          return sliceFrom(pieces, range);
+        } catch {
+          return failure;
+        }
+      });
     }
   }
 
@@ -241,10 +261,10 @@ export class RegistryBlobSource implements RandomAccessSource {
     return err instanceof RegistryError;
   }
 
-  private async fetchMerged(merged: ByteRange[], attempt: Attempt): Promise<Array<{ range: ByteRange; data: Buffer }>> {
-    const groups = this.groupForRequests(merged);
-    const results = await Promise.all(groups.map((group) => (group.length === 1 ? this.fetchSingle(group[0]!, attempt).then((data) => [{ range: group[0]!, data }]) : this.fetchMulti(group, attempt))));
-    return results.flat().sort((a, b) => a.range.start - b.range.start);
+  private fetchGroup(group: ByteRange[], attempt: Attempt): Promise<Array<{ range: ByteRange; data: Buffer }>> {
+    if (group.length > 1) return this.fetchMulti(group, attempt);
+    const range = group[0]!;
+    return this.fetchSingle(range, attempt).then((data) => [{ range, data }]);
   }
 
   private groupForRequests(merged: ByteRange[]): ByteRange[][] {

@@ -74,6 +74,14 @@ describe('RegistryBlobSource', () => {
     expect(location.requests.at(-1)!.signal?.aborted).toBe(true);
   });
 
+  it('fails only the reads whose request failed', async () => {
+    const failFar: Tamper = (res, req) => (req.headers.range?.startsWith('bytes=90000') ? { ...res, headers: {} } : res);
+    const source = await open([fakeLocation('r.example', { tamper: failFar })], { maxRangesPerRequest: 1 });
+    const [near, far] = await Promise.allSettled([source.readAt(0, 10), source.readAt(90_000, 10)]);
+    expect(near.status === 'fulfilled' && near.value.equals(blob.subarray(0, 10))).toBe(true);
+    expect(far.status === 'rejected' && far.reason).toBeInstanceOf(InvalidResponseError);
+  });
+
   it('moves to the next location when one fails, and stays there', async () => {
     const broken = fakeLocation('mirror.example', { status: 404 });
     const good = fakeLocation('r.example');
