@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerLayerCommands } from './commands/layer.js';
 import { registerConvertLayer } from './commands/convert-layer.js';
+import { registerInspect } from './commands/inspect.js';
 
 /** The `lazypull` command: a thin shell over the libraries; each command lives in ./commands. */
 export function buildProgram(): Command {
@@ -11,6 +12,7 @@ export function buildProgram(): Command {
     .exitOverride();
   registerLayerCommands(program);
   registerConvertLayer(program);
+  registerInspect(program);
   return program;
 }
 
