@@ -5,6 +5,7 @@ import { DockerConfigCredentialStore, type DockerConfigOptions } from './auth/do
 import { RegistryBlobSource, type BlobLocation, type BlobReadOptions } from './blob-source.js';
 import { AuthError, DigestMismatchError, HttpStatusError, ManifestError, RegistryError, isAbortError } from './errors.js';
 import { resolveHosts, type Capability, type HostEndpoint, type HostsOptions } from './hosts.js';
+import { logMiddleware } from './http/log.js';
 import { observeMiddleware } from './http/observe.js';
 import { redirectMiddleware } from './http/redirect.js';
 import { DEFAULT_RETRY_POLICY, retryMiddleware, type RetryPolicy } from './http/retry.js';
@@ -30,6 +31,8 @@ export interface RegistryClientOptions extends HostsOptions {
   maxConnectionsPerHost?: number;
   blobRead?: Partial<BlobReadOptions>;
   observer?: RemoteObserver;
+  /** Debug log, one line per HTTP exchange; URLs and headers are redacted. */
+  log?: (line: string) => void;
 }
 
 export interface FetchedManifest {
@@ -194,10 +197,11 @@ export class RegistryClient {
     const maxConnections = this.options.settings?.[endpoint.host]?.maxConnections ?? this.options.maxConnectionsPerHost ?? 8;
     const transport = new Transport({ maxConnections, requestTimeoutMs: this.options.requestTimeoutMs ?? 30_000, ca: endpoint.ca, skipVerify: endpoint.skipVerify, headers: endpoint.headers });
     const observe = observeMiddleware(this.options.observer);
-    const tokenSend = compose(transport.send, retryMiddleware(this.retry), redirectMiddleware(), observe);
+    const log = logMiddleware(this.options.log);
+    const tokenSend = compose(transport.send, retryMiddleware(this.retry), redirectMiddleware(), observe, log);
     const authenticator = new Authenticator(endpoint.base.origin, endpoint.host, this.credentials, tokenSend);
     // Retries are outermost so a retried request is re-authenticated and re-redirected; metrics see every hop.
-    const send = compose(transport.send, retryMiddleware(this.retry), authMiddleware(authenticator), redirectMiddleware(), observe);
+    const send = compose(transport.send, retryMiddleware(this.retry), authMiddleware(authenticator), redirectMiddleware(), observe, log);
     const client = { endpoint, send, transport };
     this.endpoints.set(key, client);
     return client;

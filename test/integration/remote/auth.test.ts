@@ -64,10 +64,13 @@ describe('Basic auth (htpasswd)', () => {
   it('never puts a wrong password into the error', async () => {
     const wrong = `wrong-${randomBytes(8).toString('hex')}`;
     const observer = new CountingObserver();
-    await withClient({ settings: { [registry.host]: { username: 'alice', password: wrong } }, observer }, async (client) => {
+    const log: string[] = [];
+    await withClient({ settings: { [registry.host]: { username: 'alice', password: wrong } }, observer, log: (line) => log.push(line) }, async (client) => {
       const err = await caught(client.resolve(`${registry.host}/private/app:v1`));
       expect(err).toBeInstanceOf(AuthError);
-      const text = errorText(err) + JSON.stringify(observer.exchanges);
+      // The log shows the exchange (so it would show a leak) with the credential replaced.
+      expect(log.some((line) => line.includes('"authorization":"REDACTED"') && line.includes('-> 401'))).toBe(true);
+      const text = errorText(err) + JSON.stringify(observer.exchanges) + log.join('\n');
       expect(text).not.toContain(wrong);
       expect(text).not.toContain(Buffer.from(`alice:${wrong}`).toString('base64'));
     });
@@ -93,7 +96,8 @@ describe('Bearer token auth', () => {
 
   it('follows the challenge to the token server, caches the token and reads ranges', async () => {
     const before = registry.tokenServer!.grantsByUser.get('bob') ?? 0;
-    await withClient({ settings: { [registry.host]: { username: 'bob', password } } }, async (client) => {
+    const log: string[] = [];
+    await withClient({ settings: { [registry.host]: { username: 'bob', password } }, log: (line) => log.push(line) }, async (client) => {
       const resolved = await client.resolve(`${registry.host}/private/app:v1`);
       expect(resolved.manifestDescriptor.digest).toBe(image.descriptor.digest);
       const blob = await client.openBlob(resolved.reference, { digest: image.layers[0]!.digest });
@@ -102,6 +106,10 @@ describe('Bearer token auth', () => {
     });
     // One token for the repository scope serves the manifest, the probe and every range.
     expect((registry.tokenServer!.grantsByUser.get('bob') ?? 0) - before).toBe(1);
+    // Neither the password nor the JWT (whose header starts with eyJ) reaches the debug log.
+    expect(log.filter((line) => line.includes('/token')).length).toBe(1);
+    expect(log.join('\n')).not.toContain(password);
+    expect(log.join('\n')).not.toMatch(/eyJ[\w-]+\./);
   });
 
   it('refuses wrong credentials with an AuthError that does not contain them', async () => {
