@@ -242,8 +242,12 @@ export class Containerd {
     private readonly keepDir: boolean,
     private readonly child: ReturnType<typeof spawn>,
   ) {
-    this.exitPromise = new Promise((r) => child.once('exit', () => r()));
-    child.once('exit', () => {
+    // 'error' without 'exit' means the binary could not be started at all.
+    this.exitPromise = new Promise((r) => {
+      child.once('exit', () => r());
+      child.once('error', () => r());
+    });
+    void this.exitPromise.then(() => {
       this.exited = true;
     });
   }
@@ -434,6 +438,7 @@ export class Containerd {
   private async waitReady(timeoutMs: number): Promise<void> {
     const spawnError = new Promise<never>((_, reject) => this.child.once('error', reject));
     spawnError.catch(() => undefined);
+    await Promise.race([sleep(0), spawnError]);
     const deadline = Date.now() + timeoutMs;
     let last = '';
     while (Date.now() < deadline) {
