@@ -111,6 +111,9 @@ export function buildTocTree(rawEntries: unknown, ctx: BuildContext): TocTree {
   let current: { entry: MutableEntry; json: TocEntryJson; index: number; covered: number } | undefined;
   let prefetchRange: TocTree['prefetchRange'];
   let noPrefetch = false;
+  // The reference writers record a user or group name only when it changes for that id; later entries inherit it.
+  const userNames = new Map<number, string>();
+  const groupNames = new Map<number, string>();
 
   const finishCurrent = (): void => {
     if (current && current.covered !== current.entry.size) {
@@ -154,6 +157,8 @@ export function buildTocTree(rawEntries: unknown, ctx: BuildContext): TocTree {
     const mtime = e.modtime ? parseModtime(e.modtime) : { sec: 0, nsec: 0 };
     if (!mtime) fail(i, e, `modtime ${JSON.stringify(e.modtime)} is not RFC 3339`);
     if (e.digest !== undefined && !isDigest(e.digest)) fail(i, e, 'digest is not a sha256 digest');
+    if (e.userName) userNames.set(e.uid ?? 0, e.userName);
+    if (e.groupName) groupNames.set(e.gid ?? 0, e.groupName);
     if (e.type === 'hardlink') {
       if (!e.linkName) fail(i, e, 'hardlink without linkName');
       hardlinks.push({ path, target: safeClean(e.linkName, i, e), index: i });
@@ -165,8 +170,8 @@ export function buildTocTree(rawEntries: unknown, ctx: BuildContext): TocTree {
       mode: (e.mode ?? 0) & 0o7777,
       uid: e.uid ?? 0,
       gid: e.gid ?? 0,
-      userName: e.userName ?? '',
-      groupName: e.groupName ?? '',
+      userName: userNames.get(e.uid ?? 0) ?? '',
+      groupName: groupNames.get(e.gid ?? 0) ?? '',
       size,
       mtimeSec: mtime.sec,
       mtimeNsec: mtime.nsec,
@@ -290,7 +295,14 @@ function memberExtents(entries: TocEntryJson[], ctx: BuildContext): MemberExtent
   entries.forEach((e, i) => {
     if (e.type !== 'chunk') add(headerAllowance(e));
     const hasPayload = (e.type === 'reg' && (e.size ?? 0) > 0) || e.type === 'chunk';
-    if (!hasPayload || e.chunkType === 'zeros') return;
+    if (!hasPayload) return;
+    if (e.chunkType === 'zeros') {
+      // A hole is never fetched, but containers/storage still writes it as a frame of zeros at its offset:
+      // that frame ends the member before it, so the data chunk's range stops short of the zeros.
+      const hole = e.offset ?? 0;
+      if (hole > member && hole < ctx.dataEnd && !bounds.has(hole)) bounds.set(hole, 0);
+      return;
+    }
     const offset = e.offset ?? 0;
     if (offset >= ctx.dataEnd) fail(i, e, `offset ${offset} is outside the data region (which ends at ${ctx.dataEnd})`);
     if (e.endOffset !== undefined && (e.endOffset <= offset || e.endOffset > ctx.dataEnd)) fail(i, e, `endOffset ${e.endOffset} is outside [offset, data end]`);
