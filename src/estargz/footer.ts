@@ -29,7 +29,9 @@ export const MAX_FOOTER_SIZE = ZSTD_CONTAINERS_FOOTER_SIZE;
 
 const GZIP_FOOTER_TRAILER = Buffer.from([0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]);
 export const SKIPPABLE_FRAME_MAGIC = Buffer.from([0x50, 0x2a, 0x4d, 0x18]);
-const ZSTD_CHUNKED_MAGIC = Buffer.from('GNUlInUx', 'latin1');
+/** stargz-snapshotter's zstd:chunked ends with "GnUlInUx"; containers/storage's with "GNUlInUx". */
+const STARGZ_ZSTD_MAGIC = Buffer.from('GnUlInUx', 'latin1');
+const CONTAINERS_ZSTD_MAGIC = Buffer.from('GNUlInUx', 'latin1');
 const MANIFEST_TYPE_CRFS = 1;
 
 export class FooterError extends Error {
@@ -83,7 +85,7 @@ export function zstdChunkedFooter(toc: Required<TocLocation>): Buffer {
   putU64(payload, toc.compressedSize, 8);
   putU64(payload, toc.uncompressedSize, 16);
   putU64(payload, MANIFEST_TYPE_CRFS, 24);
-  ZSTD_CHUNKED_MAGIC.copy(payload, 32);
+  STARGZ_ZSTD_MAGIC.copy(payload, 32);
   return skippableFrame(payload);
 }
 
@@ -96,7 +98,7 @@ export function zstdChunkedContainersFooter(toc: Required<TocLocation>, tarSplit
   putU64(payload, tarSplit.offset, 32);
   putU64(payload, tarSplit.compressedSize, 40);
   putU64(payload, tarSplit.uncompressedSize, 48);
-  ZSTD_CHUNKED_MAGIC.copy(payload, 56);
+  CONTAINERS_ZSTD_MAGIC.copy(payload, 56);
   return skippableFrame(payload);
 }
 
@@ -124,11 +126,11 @@ function readU64(buf: Buffer, at: number, field: string): number {
   return Number(value);
 }
 
-function tryZstd(tail: Buffer, size: number, payloadSize: number): Buffer | undefined {
+function tryZstd(tail: Buffer, size: number, payloadSize: number, magic: Buffer): Buffer | undefined {
   if (tail.length < size) return undefined;
   const footer = tail.subarray(tail.length - size);
   if (!footer.subarray(0, 4).equals(SKIPPABLE_FRAME_MAGIC) || footer.readUInt32LE(4) !== payloadSize) return undefined;
-  if (!footer.subarray(size - 8).equals(ZSTD_CHUNKED_MAGIC)) return undefined;
+  if (!footer.subarray(size - 8).equals(magic)) return undefined;
   return footer.subarray(8);
 }
 
@@ -143,7 +145,7 @@ function gzipTocLocation(offset: number, blobSize: number, footerSize: number, k
  * Throws FooterError when nothing matches: the layer is not lazily readable.
  */
 export function detectFooter(tail: Buffer, blobSize: number): FooterInfo {
-  const containers = tryZstd(tail, ZSTD_CONTAINERS_FOOTER_SIZE, 64);
+  const containers = tryZstd(tail, ZSTD_CONTAINERS_FOOTER_SIZE, 64, CONTAINERS_ZSTD_MAGIC);
   if (containers) {
     const toc = { offset: readU64(containers, 0, 'manifest offset'), compressedSize: readU64(containers, 8, 'manifest length'), uncompressedSize: readU64(containers, 16, 'manifest size') };
     const type = readU64(containers, 24, 'manifest type');
@@ -152,7 +154,7 @@ export function detectFooter(tail: Buffer, blobSize: number): FooterInfo {
     checkWithin(toc, blobSize - ZSTD_CONTAINERS_FOOTER_SIZE, 'manifest');
     return { kind: 'zstd:chunked-containers', footerSize: ZSTD_CONTAINERS_FOOTER_SIZE, toc, tarSplit };
   }
-  const zstd = tryZstd(tail, ZSTD_FOOTER_SIZE, 40);
+  const zstd = tryZstd(tail, ZSTD_FOOTER_SIZE, 40, STARGZ_ZSTD_MAGIC);
   if (zstd) {
     const toc = { offset: readU64(zstd, 0, 'TOC offset'), compressedSize: readU64(zstd, 8, 'TOC length'), uncompressedSize: readU64(zstd, 16, 'TOC size') };
     const type = readU64(zstd, 24, 'manifest type');
