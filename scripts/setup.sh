@@ -11,7 +11,7 @@ APT_PACKAGES=(
   libfuse2 fuse3
   stargz-snapshotter
   golang-github-containerd-containerd-dev
-  zstd pigz tar attr time
+  zstd pigz tar attr time openssl
   build-essential python3
 )
 

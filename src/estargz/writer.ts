@@ -88,6 +88,8 @@ export class LayerWriter {
   private readonly pendingFiles: PendingFileDigest[] = [];
   private readonly diffDigester = new Digester();
   private uncompressedSize = 0;
+  private readonly userNames = new NameTable();
+  private readonly groupNames = new NameTable();
   /** True while the open member already holds payload, so small files may join it (min-chunk-size). */
   private memberHoldsPayload = false;
 
@@ -120,6 +122,8 @@ export class LayerWriter {
   private async addEntry(source: SourceEntry): Promise<void> {
     const h = source.header;
     const entry = tocEntryFor(h);
+    entry.userName = this.userNames.ifChanged(h.uid, h.userName);
+    entry.groupName = this.groupNames.ifChanged(h.gid, h.groupName);
     this.appendUncompressed(source.rawHeader);
     const hasChunks = h.kind === 'reg' && h.size > 0;
     if (h.kind === 'reg') {
@@ -235,6 +239,19 @@ export class LayerWriter {
   }
 }
 
+/**
+ * Like the reference writer, a user or group name is written only when it changes for its id; readers
+ * carry the last one forward. Keeps TOCs of big layers small.
+ */
+class NameTable {
+  private readonly last = new Map<number, string>();
+  ifChanged(id: number, name: string): string | undefined {
+    if (this.last.get(id) === name) return undefined;
+    this.last.set(id, name);
+    return name;
+  }
+}
+
 function tocEntryFor(h: TarHeader): TocEntryJson {
   const entry: TocEntryJson = {
     name: h.name,
@@ -245,8 +262,6 @@ function tocEntryFor(h: TarHeader): TocEntryJson {
     mode: h.mode,
     uid: h.uid,
     gid: h.gid,
-    userName: h.userName,
-    groupName: h.groupName,
   };
   if (h.kind === 'char' || h.kind === 'block') {
     entry.devMajor = h.devMajor;

@@ -15,7 +15,9 @@ export async function readFileRange(index: LayerIndex, source: RandomAccessSourc
     try {
       data = index.decode(chunk, compressed);
     } catch (err) {
-      throw new Error(`reading ${JSON.stringify(entry.name)} at ${chunk.fileOffset}: ${(err as Error).message}`, { cause: err });
+      // Keep the error's class (verification, bomb, corrupt data): callers map them to different outcomes.
+      if (err instanceof Error) err.message = `reading ${JSON.stringify(entry.name)} at ${chunk.fileOffset}: ${err.message}`;
+      throw err;
     }
     parts.push(data.subarray(slice.start, slice.end));
   }
