@@ -14,11 +14,22 @@ export interface PipelineOptions {
   workers?: number;
 }
 
+export type OffsetListener = (compressedOffset: number) => void;
+export type DigestListener = (digest: Digest) => void;
+
 interface Batch {
   data: Buffer[];
   bytes: number;
   memberLengths: number[];
   digestRanges: number[];
+  offsetListeners: OffsetListener[][];
+  digestListeners: DigestListener[];
+}
+
+interface Dispatched {
+  result: Promise<WorkerResult>;
+  offsetListeners: OffsetListener[][];
+  digestListeners: DigestListener[];
 }
 
 interface WorkerResult {
@@ -38,18 +49,15 @@ const BATCH_MEMBERS = 1024;
  */
 export class MemberPipeline {
   private readonly pool: Piscina;
-  private readonly inFlight: Promise<WorkerResult>[] = [];
+  private readonly inFlight: Dispatched[] = [];
   private readonly maxInFlight: number;
   private batch: Batch = emptyBatch();
   private currentMember: Buffer[] = [];
   private currentMemberBytes = 0;
   private currentDigestRanges: number[] = [];
-  private membersStarted = 0;
+  private currentDigestListeners: DigestListener[] = [];
+  private currentOffsetListeners: OffsetListener[] = [];
   private readonly blobDigester = new Digester();
-  /** Compressed offset of each member, known once it is written. */
-  readonly memberOffsets: number[] = [];
-  /** Hex digests of the digest ranges, in the order the ranges were opened. */
-  readonly digests: string[] = [];
   /** Bytes written to the sink so far. */
   written = 0;
 
@@ -67,11 +75,6 @@ export class MemberPipeline {
     this.maxInFlight = threads * 3;
   }
 
-  /** Id of the member that bytes are currently appended to. */
-  get memberId(): number {
-    return this.membersStarted;
-  }
-
   /** Uncompressed bytes in the current member. */
   get memberBytes(): number {
     return this.currentMemberBytes;
@@ -83,11 +86,15 @@ export class MemberPipeline {
     this.currentMemberBytes += data.length;
   }
 
-  /** Starts a range of the current member whose sha256 is wanted; returns its slot in `digests`. */
-  private digestSlots = 0;
-  openDigest(): number {
+  /** Calls `listener` with the current member's compressed offset once it is written. */
+  whenWritten(listener: OffsetListener): void {
+    this.currentOffsetListeners.push(listener);
+  }
+
+  /** Starts a range of the current member whose sha256 `listener` receives once it is computed. */
+  openDigest(listener: DigestListener): void {
     this.currentDigestRanges.push(this.currentMemberBytes, -1);
-    return this.digestSlots++;
+    this.currentDigestListeners.push(listener);
   }
 
   closeDigest(): void {
@@ -102,10 +109,13 @@ export class MemberPipeline {
     this.batch.bytes += this.currentMemberBytes;
     this.batch.memberLengths.push(this.currentMemberBytes);
     for (const r of this.currentDigestRanges) this.batch.digestRanges.push(base + r);
+    this.batch.digestListeners.push(...this.currentDigestListeners);
+    this.batch.offsetListeners.push(this.currentOffsetListeners);
     this.currentMember = [];
     this.currentMemberBytes = 0;
     this.currentDigestRanges = [];
-    this.membersStarted++;
+    this.currentDigestListeners = [];
+    this.currentOffsetListeners = [];
     if (this.batch.bytes >= BATCH_BYTES || this.batch.memberLengths.length >= BATCH_MEMBERS) await this.dispatch();
   }
 
@@ -120,18 +130,20 @@ export class MemberPipeline {
       pos += part.length;
     }
     const task = { codec: this.options.codec, level: this.options.level, data, memberLengths: batch.memberLengths, digestRanges: batch.digestRanges };
-    this.inFlight.push(this.pool.run(task, { transferList: [data.buffer as ArrayBuffer] }) as Promise<WorkerResult>);
+    const result = this.pool.run(task, { transferList: [data.buffer as ArrayBuffer] }) as Promise<WorkerResult>;
+    this.inFlight.push({ result, offsetListeners: batch.offsetListeners, digestListeners: batch.digestListeners });
     while (this.inFlight.length >= this.maxInFlight) await this.writeOldest();
   }
 
   private async writeOldest(): Promise<void> {
-    const result = await this.inFlight.shift()!;
+    const batch = this.inFlight.shift()!;
+    const result = await batch.result;
     const compressed = Buffer.from(result.compressed.buffer, result.compressed.byteOffset, result.compressed.byteLength);
-    for (const length of result.compressedLengths) {
-      this.memberOffsets.push(this.written);
+    result.compressedLengths.forEach((length, member) => {
+      for (const listener of batch.offsetListeners[member]!) listener(this.written);
       this.written += length;
-    }
-    this.digests.push(...result.digests);
+    });
+    result.digests.forEach((hex, i) => batch.digestListeners[i]!(`sha256:${hex}`));
     await this.writeRaw(compressed, false);
   }
 
@@ -155,11 +167,11 @@ export class MemberPipeline {
 
   async close(): Promise<void> {
     // Settle what is still queued (after an error) so no worker result arrives on a destroyed pool.
-    await Promise.allSettled(this.inFlight.splice(0));
+    await Promise.allSettled(this.inFlight.splice(0).map((d) => d.result));
     await this.pool.destroy();
   }
 }
 
 function emptyBatch(): Batch {
-  return { data: [], bytes: 0, memberLengths: [], digestRanges: [] };
+  return { data: [], bytes: 0, memberLengths: [], digestRanges: [], offsetListeners: [], digestListeners: [] };
 }

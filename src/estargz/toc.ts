@@ -64,11 +64,20 @@ function sortedKeys(map: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(map).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-/** Tab-indented JSON with Go's HTML-safe escaping, byte-identical in shape to json.MarshalIndent. */
+const goEscape = (text: string): string => text.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
+/**
+ * Tab-indented JSON with Go's HTML-safe escaping, shaped like json.MarshalIndent. Entries are encoded
+ * one at a time so a TOC of a large layer never exists as a second full copy of objects or one huge string.
+ */
 export function serializeToc(entries: TocEntryJson[]): Buffer {
-  const text = JSON.stringify({ version: 1, entries: entries.map(orderedEntry) }, null, '\t')
-    .replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  return Buffer.from(text, 'utf8');
+  const pieces: Buffer[] = [Buffer.from('{\n\t"version": 1,\n\t"entries": [')];
+  entries.forEach((entry, i) => {
+    const json = goEscape(JSON.stringify(orderedEntry(entry), null, '\t')).replace(/\n/g, '\n\t\t');
+    pieces.push(Buffer.from(`${i === 0 ? '' : ','}\n\t\t${json}`));
+  });
+  pieces.push(Buffer.from(entries.length === 0 ? ']\n}' : '\n\t]\n}'));
+  return Buffer.concat(pieces);
 }
 
 /**

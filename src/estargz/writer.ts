@@ -3,7 +3,8 @@ import { mkdtemp, open, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { buffer } from 'node:stream/consumers';
+import { createGunzip, createGzip } from 'node:zlib';
 import { DecompressStream } from 'zstd-napi';
 import { DEFAULT_LEVEL, codecByName } from '../compression/codec.js';
 import { TAR_EOF, TypeFlag, paddingFor, ustarHeader } from '../tar/header.js';
@@ -46,6 +47,7 @@ export interface ConvertResult {
 }
 
 export const DEFAULT_CHUNK_SIZE = 4 << 20;
+const EMPTY_DIGEST: Digest = 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
 
 export const ANNOTATION_TOC_DIGEST = 'containerd.io/snapshot/stargz/toc.digest';
 export const ANNOTATION_UNCOMPRESSED_SIZE = 'io.containers.estargz.uncompressed-size';
@@ -57,20 +59,6 @@ export const MEDIA_TYPE_ZSTD_LAYER = 'application/vnd.oci.image.layer.v1.tar+zst
 const ENTRY_TYPES: Record<TarHeader['kind'], TocEntryJson['type']> = {
   reg: 'reg', hardlink: 'hardlink', symlink: 'symlink', char: 'char', block: 'block', dir: 'dir', fifo: 'fifo',
 };
-
-/** A chunk's TOC entry waits for its member's compressed offset and its digest from the workers. */
-interface PendingChunk {
-  entry: TocEntryJson;
-  memberId: number;
-  digestSlot: number;
-}
-
-interface PendingFileDigest {
-  entry: TocEntryJson;
-  /** Single-chunk files reuse the chunk digest; larger ones are hashed as they stream by. */
-  digestSlot?: number;
-  digester?: Digester;
-}
 
 /**
  * Streams a tar (plain, gzip or zstd) into an eStargz or zstd:chunked blob. Headers are copied byte for
@@ -84,8 +72,8 @@ export class LayerWriter {
   private readonly level: number;
   private readonly pipeline: MemberPipeline;
   private readonly toc: TocEntryJson[] = [];
-  private readonly pendingChunks: PendingChunk[] = [];
-  private readonly pendingFiles: PendingFileDigest[] = [];
+  /** Files larger than one chunk are hashed as they stream by; the digest is set at the end. */
+  private readonly hashedFiles: { entry: TocEntryJson; digester: Digester }[] = [];
   private readonly diffDigester = new Digester();
   private uncompressedSize = 0;
   private readonly userNames = new NameTable();
@@ -125,16 +113,15 @@ export class LayerWriter {
     entry.userName = this.userNames.ifChanged(h.uid, h.userName);
     entry.groupName = this.groupNames.ifChanged(h.gid, h.groupName);
     this.appendUncompressed(source.rawHeader);
-    const hasChunks = h.kind === 'reg' && h.size > 0;
-    if (h.kind === 'reg') {
-      this.pendingFiles.push({ entry, digester: h.size > this.chunkSize || h.size === 0 ? new Digester() : undefined });
-    }
-    if (!hasChunks) {
+    if (h.kind !== 'reg' || h.size === 0) {
+      if (h.kind === 'reg') entry.digest = EMPTY_DIGEST;
       this.toc.push(entry);
       await this.copyUnchunkedPayload(source);
       return;
     }
-    const file = this.pendingFiles[this.pendingFiles.length - 1]!;
+    // A file of one chunk has the chunk's digest; larger ones are hashed here as they stream by.
+    const fileDigester = h.size > this.chunkSize ? new Digester() : undefined;
+    if (fileDigester) this.hashedFiles.push({ entry, digester: fileDigester });
     let written = 0;
     let chunkEntry = entry;
     while (written < h.size) {
@@ -144,11 +131,14 @@ export class LayerWriter {
       await this.startPayloadMember();
       chunkEntry.chunkOffset = written || undefined;
       chunkEntry.innerOffset = this.pipeline.memberBytes || undefined;
-      const digestSlot = this.pipeline.openDigest();
-      this.pendingChunks.push({ entry: chunkEntry, memberId: this.pipeline.memberId, digestSlot });
-      if (!file.digester && written === 0) file.digestSlot = digestSlot;
+      const target = chunkEntry;
+      this.pipeline.whenWritten((offset) => void (target.offset = offset));
+      this.pipeline.openDigest((digest) => {
+        target.chunkDigest = digest;
+        if (!fileDigester) target.digest = digest;
+      });
       this.toc.push(chunkEntry);
-      await this.copyPayload(source, length, file.digester);
+      await this.copyPayload(source, length, fileDigester);
       this.pipeline.closeDigest();
       written += length;
       chunkEntry = { name: h.name, type: 'chunk' };
@@ -180,21 +170,9 @@ export class LayerWriter {
     this.appendUncompressed(await source.readPadding());
   }
 
-  private resolvePending(): void {
-    const offsets = this.pipeline.memberOffsets;
-    const digests = this.pipeline.digests;
-    for (const chunk of this.pendingChunks) {
-      chunk.entry.offset = offsets[chunk.memberId];
-      chunk.entry.chunkDigest = `sha256:${digests[chunk.digestSlot]}`;
-    }
-    for (const file of this.pendingFiles) {
-      file.entry.digest = file.digester ? file.digester.digest() : `sha256:${digests[file.digestSlot!]}`;
-    }
-  }
-
   private async finish(): Promise<ConvertResult> {
     await this.pipeline.flush();
-    this.resolvePending();
+    for (const { entry, digester } of this.hashedFiles) entry.digest = digester.digest();
     const tocJson = serializeToc(this.toc);
     const tocDigest = new Digester().update(tocJson).digest();
     const annotations: Record<string, string> = { [ANNOTATION_TOC_DIGEST]: tocDigest };
@@ -213,11 +191,18 @@ export class LayerWriter {
   }
 
   private async writeGzipToc(tocJson: Buffer): Promise<void> {
-    const tocTar = Buffer.concat([ustarHeader({ name: TOC_TAR_NAME, size: tocJson.length, mode: 0o644, typeflag: TypeFlag.Reg }), tocJson, Buffer.alloc(paddingFor(tocJson.length)), TAR_EOF]);
-    this.diffDigester.update(tocTar);
-    this.uncompressedSize += tocTar.length;
+    const tocTar = [ustarHeader({ name: TOC_TAR_NAME, size: tocJson.length, mode: 0o644, typeflag: TypeFlag.Reg }), tocJson, Buffer.alloc(paddingFor(tocJson.length)), TAR_EOF];
+    for (const piece of tocTar) {
+      this.diffDigester.update(piece);
+      this.uncompressedSize += piece.length;
+    }
     const tocOffset = this.pipeline.written;
-    await this.pipeline.writeRaw(codecByName('gzip').compress(tocTar, this.level));
+    // Streamed so that a large TOC is not copied once more into a single tar buffer.
+    const gzip = createGzip({ level: this.level });
+    const compressed = buffer(gzip);
+    for (const piece of tocTar) gzip.write(piece);
+    gzip.end();
+    await this.pipeline.writeRaw(await compressed);
     await this.pipeline.writeRaw(estargzFooter(tocOffset));
   }
 
