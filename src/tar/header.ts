@@ -88,11 +88,21 @@ export function ustarHeader(h: SimpleHeader): Buffer {
   writeOctal(block, h.mtime ?? 0, 136, 12);
   block[156] = h.typeflag;
   block.write('ustar\x0000', 257, 8, 'latin1');
+  return sealHeader(block);
+}
+
+/** Fills in the checksum field of a header block whose other fields are written. */
+export function sealHeader(block: Buffer): Buffer {
   block.fill(0x20, 148, 156);
   let sum = 0;
   for (const b of block) sum += b;
   block.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
   return block;
+}
+
+/** Zero bytes that pad a payload of `size` bytes to the next block. */
+export function padding(size: number): Buffer {
+  return Buffer.alloc(paddingFor(size));
 }
 
 /** A complete tar entry (header + payload + padding) for a small in-memory file. */

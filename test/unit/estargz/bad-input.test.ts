@@ -1,3 +1,4 @@
+import { RecordingSource } from '../../helpers/recording-source.js';
 /**
  * Bad input: every malformed blob fails with its own clear error (class and message), never a crash,
  * never wrong bytes, never unbounded memory. The blobs are assembled here from the exported pieces
@@ -16,7 +17,7 @@ import { FooterError, estargzFooter, skippableFrame, zstdChunkedFooter } from '.
 import { openLayer, TocError, type OpenedLayer, type OpenOptions } from '../../../src/estargz/open.js';
 import { TocValidationError } from '../../../src/estargz/toc-index.js';
 import { TOC_TAR_NAME, serializeToc, type TocEntryJson } from '../../../src/estargz/toc.js';
-import { BufferSource, FileSource, OutOfRangeError, type RandomAccessSource } from '../../../src/io/random-access.js';
+import { BufferSource, FileSource, OutOfRangeError } from '../../../src/io/random-access.js';
 import { ChunkVerificationError } from '../../../src/layer/chunked-index.js';
 import { readFileRange } from '../../../src/layer/read.js';
 import { TAR_EOF, TypeFlag, paddingFor, ustarHeader } from '../../../src/tar/header.js';
@@ -192,20 +193,6 @@ async function readFailure(promise: Promise<unknown>, type: new (...args: never[
   return rejection(promise, type, message);
 }
 
-class RecordingSource implements RandomAccessSource {
-  readonly reads: { offset: number; length: number }[] = [];
-  constructor(private readonly inner: RandomAccessSource) {}
-  get size(): number {
-    return this.inner.size;
-  }
-  readAt(offset: number, length: number): Promise<Buffer> {
-    this.reads.push({ offset, length });
-    return this.inner.readAt(offset, length);
-  }
-  get bytesRead(): number {
-    return this.reads.reduce((n, r) => n + r.length, 0);
-  }
-}
 
 /**
  * A gzip member inflating to `mib` MiB of zeros without ever holding them: one 1 MiB deflate run ending

@@ -1,3 +1,4 @@
+import { padding, sealHeader } from '../../../src/tar/header.js';
 /**
  * Legacy stargz (google/crfs): a 47-byte footer with a bare `%016xSTARGZ` FEXTRA, no chunk digests and
  * no TOC digest, the TOC a tar entry in its own member. The blob is assembled byte by byte the way the
@@ -50,14 +51,10 @@ function tarHeader(f: { name: string; size: number; mode: number; uid: number; g
   block.write('ustar\x0000', 257, 8, 'latin1');
   block.write(f.uname, 265, 32, 'utf8');
   block.write(f.gname, 297, 32, 'utf8');
-  block.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const b of block) sum += b;
-  block.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
-  return block;
+  return sealHeader(block);
 }
 
-const pad = (n: number): Buffer => Buffer.alloc((512 - (n % 512)) % 512);
+const pad = padding;
 
 /** gzip member with an FEXTRA field, as Go's gzip.Writer writes it when Header.Extra is set. */
 function gzipWithExtra(data: Buffer, extra: Buffer, level: number): Buffer {

@@ -1,3 +1,5 @@
+import { RecordingSource } from '../../helpers/recording-source.js';
+import { padding, sealHeader } from '../../../src/tar/header.js';
 /**
  * zstd:chunked as containers/storage writes it (Podman, Buildah): every non-empty regular file's content
  * in its own zstd frame(s) (one per rolling-checksum chunk), tar headers in the frames between them, the
@@ -12,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { zstdCodec } from '../../../src/compression/codec.js';
 import { openLayer, TocError } from '../../../src/estargz/open.js';
-import { BufferSource, type RandomAccessSource } from '../../../src/io/random-access.js';
+import { BufferSource } from '../../../src/io/random-access.js';
 import type { LayerEntry } from '../../../src/layer/layer-index.js';
 import { readFileRange } from '../../../src/layer/read.js';
 import { sha256, type Digest } from '../../../src/util/digest.js';
@@ -60,14 +62,10 @@ function ustar(name: string, typeflag: string, size: number, f: { mode: number; 
   block.write(typeflag, 156, 1, 'latin1');
   block.write(f.linkName ?? '', 157, 100, 'utf8');
   block.write('ustar\x0000', 257, 8, 'latin1');
-  block.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const b of block) sum += b;
-  block.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
-  return block;
+  return sealHeader(block);
 }
 
-const pad = (n: number): Buffer => Buffer.alloc((512 - (n % 512)) % 512);
+const pad = padding;
 
 function paxRecord(key: string, value: string): string {
   const body = ` ${key}=${value}\n`;
@@ -315,17 +313,6 @@ const INPUT: InputFile[] = [
 
 const REGULAR = INPUT.filter((f) => f.type === 'reg');
 
-class RecordingSource implements RandomAccessSource {
-  readonly reads: { offset: number; length: number }[] = [];
-  constructor(private readonly inner: RandomAccessSource) {}
-  get size(): number {
-    return this.inner.size;
-  }
-  readAt(offset: number, length: number): Promise<Buffer> {
-    this.reads.push({ offset, length });
-    return this.inner.readAt(offset, length);
-  }
-}
 
 function run(cmd: string, args: string[]): Promise<{ code: number; stdout: Buffer; stderr: string }> {
   return new Promise((resolve) => {
