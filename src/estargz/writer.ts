@@ -81,7 +81,7 @@ export class LayerWriter {
   /** True while the open member already holds payload, so small files may join it (min-chunk-size). */
   private memberHoldsPayload = false;
 
-  constructor(sink: ByteSink, private readonly options: ConvertOptions = {}) {
+  constructor(sink: ByteSink, options: ConvertOptions = {}) {
     this.format = options.format ?? 'estargz';
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
     this.minChunkSize = options.minChunkSize ?? 0;
@@ -119,13 +119,20 @@ export class LayerWriter {
       await this.copyUnchunkedPayload(source);
       return;
     }
+    await this.writeChunks(source, entry);
+    this.appendUncompressed(await source.readPadding());
+  }
+
+  /** A regular file's payload as chunks: each gets a TOC entry whose offset and digest arrive later. */
+  private async writeChunks(source: SourceEntry, fileEntry: TocEntryJson): Promise<void> {
+    const size = source.header.size;
     // A file of one chunk has the chunk's digest; larger ones are hashed here as they stream by.
-    const fileDigester = h.size > this.chunkSize ? new Digester() : undefined;
-    if (fileDigester) this.hashedFiles.push({ entry, digester: fileDigester });
+    const fileDigester = size > this.chunkSize ? new Digester() : undefined;
+    if (fileDigester) this.hashedFiles.push({ entry: fileEntry, digester: fileDigester });
     let written = 0;
-    let chunkEntry = entry;
-    while (written < h.size) {
-      const remaining = h.size - written;
+    let chunkEntry = fileEntry;
+    while (written < size) {
+      const remaining = size - written;
       const length = Math.min(this.chunkSize, remaining);
       if (remaining >= this.chunkSize) chunkEntry.chunkSize = this.chunkSize;
       await this.startPayloadMember();
@@ -141,9 +148,8 @@ export class LayerWriter {
       await this.copyPayload(source, length, fileDigester);
       this.pipeline.closeDigest();
       written += length;
-      chunkEntry = { name: h.name, type: 'chunk' };
+      chunkEntry = { name: fileEntry.name, type: 'chunk' };
     }
-    this.appendUncompressed(await source.readPadding());
   }
 
   /** Where a chunk's payload begins: a fresh member, unless min-chunk-size lets it share the open one. */
