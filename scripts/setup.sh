@@ -12,6 +12,7 @@ APT_PACKAGES=(
   stargz-snapshotter
   golang-github-containerd-containerd-dev
   zstd pigz tar attr time openssl
+  flatbuffers-compiler
   build-essential python3
 )
 
