@@ -69,6 +69,7 @@ export class DiskStore {
   private usedBytes = 0;
   private readonly pendingWrites = new Map<string, Promise<void>>();
   private readonly pendingRemovals = new Map<string, Promise<void>>();
+  private readonly pendingTouches = new Set<Promise<void>>();
   private readonly readyShards = new Set<string>();
   private evictionRun: Promise<void> | undefined;
   private closed = false;
@@ -112,7 +113,10 @@ export class DiskStore {
     entry.persistedAccessMs = now;
     const seconds = now / 1000;
     // Best effort: a lost touch only makes the entry look older after a restart.
-    utimes(this.entryPath(name), seconds, seconds).catch(() => undefined);
+    const touch = utimes(this.entryPath(name), seconds, seconds)
+      .catch(() => undefined)
+      .finally(() => this.pendingTouches.delete(touch));
+    this.pendingTouches.add(touch);
   }
 
   /** The entry's data, or undefined when absent or damaged (a damaged entry is deleted). */
@@ -170,7 +174,7 @@ export class DiskStore {
     this.closed = true;
     await Promise.allSettled([...this.pendingWrites.values()]);
     await this.evictionSettled();
-    await Promise.allSettled([...this.pendingRemovals.values()]);
+    await Promise.allSettled([...this.pendingRemovals.values(), ...this.pendingTouches]);
   }
 
   private async writeEntry(key: string, name: string, data: Uint8Array): Promise<void> {
