@@ -29,13 +29,18 @@ export interface TocTree {
   noPrefetch: boolean;
 }
 
-interface BuildContext {
+export interface BuildContext {
   format: LayerFormat;
   /** End of the data region: the TOC's compressed offset. Payload offsets must lie below it. */
   dataEnd: number;
   encoding: ChunkEncoding;
   requireDigests: boolean;
   limits: TocLimits;
+  /**
+   * For formats whose file contents are not TOC offsets (SOCI: slices of spans), the chunks of each
+   * regular file with data; they must cover the file. Offsets, endOffset and chunk entries are then unused.
+   */
+  chunksOf?: (entry: TocEntryJson, index: number) => ChunkRef[];
 }
 
 const TYPES: ReadonlySet<string> = new Set(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'chunk']);
@@ -103,7 +108,7 @@ export function buildTocTree(rawEntries: unknown, ctx: BuildContext): TocTree {
   if (!Array.isArray(rawEntries)) throw new TocValidationError('TOC has no entries array');
   if (rawEntries.length > ctx.limits.maxEntries) throw new TocValidationError(`TOC has ${rawEntries.length} entries, over the limit of ${ctx.limits.maxEntries}`);
   const entries = rawEntries.map(checkShape);
-  const members = memberExtents(entries, ctx);
+  const members = ctx.chunksOf ? { starts: [], bounds: new Map() } : memberExtents(entries, ctx);
   let nextIno = 1;
   const root = newDir('', nextIno++);
   const byPath = new Map<string, MutableEntry>([['', root]]);
@@ -196,7 +201,8 @@ export function buildTocTree(rawEntries: unknown, ctx: BuildContext): TocTree {
     if (path === NO_PREFETCH_LANDMARK) noPrefetch = true;
     if (attrs.type === 'reg') {
       current = { entry, json: e, index: i, covered: 0 };
-      if (size > 0) current.covered += addChunk(entry, { entry: e, fileOffset: 0, size: chunkLength(e, size, 0, i) }, i, members, ctx);
+      if (size > 0 && ctx.chunksOf) current.covered += addProvidedChunks(entry, ctx.chunksOf(e, i), i, e);
+      else if (size > 0) current.covered += addChunk(entry, { entry: e, fileOffset: 0, size: chunkLength(e, size, 0, i) }, i, members, ctx);
     }
     if (path === PREFETCH_LANDMARK) {
       // Everything before the landmark's member is prioritized; when packing put the landmark inside a
@@ -323,6 +329,16 @@ function nextStart(starts: number[], offset: number): number {
     else lo = mid + 1;
   }
   return starts[lo]!;
+}
+
+function addProvidedChunks(file: MutableEntry, chunks: ChunkRef[], i: number, e: TocEntryJson): number {
+  let covered = 0;
+  for (const chunk of chunks) {
+    if (chunk.fileOffset !== covered) fail(i, e, `chunk at ${chunk.fileOffset} leaves a gap or overlap (expected ${covered})`);
+    file.chunks.push(chunk);
+    covered += chunk.size;
+  }
+  return covered;
 }
 
 function addChunk(file: MutableEntry, pending: PendingChunk, i: number, members: MemberExtents, ctx: BuildContext): number {

@@ -68,6 +68,7 @@ export class ChunkedLayerIndex implements LayerIndex {
 
   decode(chunk: ChunkRef, compressed: Buffer): Buffer {
     if (chunk.encoding === 'zeros') return Buffer.alloc(chunk.size);
+    if (chunk.encoding === 'soci-span') throw new Error(`chunk at ${chunk.compressedOffset} is a SOCI span piece: only the SOCI index can decode it`);
     const inflated = codecByName(chunk.encoding).decompress(compressed, chunk.maxInflated);
     if (inflated.length < chunk.innerOffset + chunk.size) {
       throw new CorruptDataError(`member at ${chunk.compressedOffset} inflates to ${inflated.length} bytes, short of the chunk's ${chunk.innerOffset + chunk.size}`);

@@ -9,8 +9,11 @@ export type FileType = 'dir' | 'reg' | 'symlink' | 'char' | 'block' | 'fifo';
 
 export type LayerFormat = 'estargz' | 'stargz-legacy' | 'zstd:chunked' | 'soci';
 
-/** How a chunk's compressed bytes become file bytes. */
-export type ChunkEncoding = 'gzip' | 'zstd' | 'zeros';
+/**
+ * How a chunk's compressed bytes become file bytes. 'soci-span': a piece of a SOCI span, inflated by the
+ * SOCI index from the span's zTOC checkpoint (or taken as is from an uncompressed layer).
+ */
+export type ChunkEncoding = 'gzip' | 'zstd' | 'zeros' | 'soci-span';
 
 export interface ChunkRef {
   /** Offset of this chunk inside its file. */
@@ -25,7 +28,12 @@ export interface ChunkRef {
   readonly encoding: ChunkEncoding;
   /** Upper bound for inflating the member; past it the data is treated as a decompression bomb. */
   readonly maxInflated: number;
-  /** sha256 of the uncompressed chunk; absent only for legacy stargz, served with verification off. */
+  /**
+   * sha256 of the uncompressed chunk; absent only for legacy stargz, served with verification off.
+   * For 'soci-span' chunks it is the digest of the whole span's COMPRESSED bytes [compressedOffset,
+   * compressedEnd), shared by every file piece cut from that span: what a cache stores under it is the
+   * whole decoded span (LayerIndex.decodeSpan), and the chunk is [innerOffset, innerOffset + size) of it.
+   */
   readonly digest?: Digest;
 }
 
@@ -91,4 +99,6 @@ export interface LayerIndex {
   plan(entry: LayerEntry, offset: number, length: number): ChunkSlice[];
   /** Decompresses a fetched member and returns the verified chunk bytes. */
   decode(chunk: ChunkRef, compressed: Buffer): Buffer;
+  /** SOCI: the whole verified, decoded span holding a 'soci-span' chunk (the unit to cache under chunk.digest). */
+  decodeSpan?(chunk: ChunkRef, compressed: Buffer): Buffer;
 }

@@ -150,7 +150,8 @@ export function gzipSpans(checkpoints: readonly Checkpoint[], compressedSize: nu
       uncompressedStart: c.uncompressedOffset,
       uncompressedEnd: next ? next.uncompressedOffset : uncompressedSize,
     };
-    if (span.compressedEnd > compressedSize || span.uncompressedEnd > uncompressedSize || span.uncompressedStart >= span.uncompressedEnd && uncompressedSize > 0) {
+    // The last span may be empty: Go's gzip writer ends with an empty final block, and a checkpoint can fall just before it.
+    if (span.compressedEnd > compressedSize || span.compressedStart > span.compressedEnd || span.uncompressedEnd > uncompressedSize || span.uncompressedStart > span.uncompressedEnd) {
       throw new CheckpointError(`checkpoint ${id} (in ${c.compressedOffset}, out ${c.uncompressedOffset}) lies outside the ${compressedSize}-byte blob or its ${uncompressedSize}-byte tar`);
     }
     return span;
