@@ -12,15 +12,15 @@
  * in-memory order at once, and sets the file's times at most once per `touchIntervalMs`, so a hot chunk
  * costs one utimes a minute rather than one per read. At open, entries are ordered by mtime.
  */
-import { mkdir, open, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
+import { readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeEntry, encodeEntryHeader, entryFileLength } from './entry-format.js';
 import { TEMP_FILE_PREFIX, isEntryName, isShardName, newTempFileName, shardOfEntry } from './entry-names.js';
 
 /** Disk usage is charged in whole filesystem blocks, so a bound holds even for many small chunks. */
 export const DISK_BLOCK_BYTES = 4096;
-/** Parallel file operations at open and during eviction: libuv has 4 threads, and reads need some of them. */
-const SCAN_CONCURRENCY = 16;
+/** Parallel unlinks while evicting: libuv has 4 threads, and reads need some of them. */
 const EVICTION_CONCURRENCY = 2;
 const EVICTION_BATCH = 64;
 
@@ -248,34 +248,40 @@ export class DiskStore {
     this.usedBytes += footprint;
   }
 
+  /**
+   * Scans shard by shard with synchronous calls, yielding to the event loop between shards: async stat
+   * costs a thread-pool round trip per file (about 36k entries/s measured), the sync scan several times
+   * less, and a shard holds 1/256 of the entries, so the loop is never held for long.
+   */
   private async loadIndex(): Promise<void> {
     const shards = (await readdir(this.entriesDir, { withFileTypes: true }))
       .filter((entry) => entry.isDirectory() && isShardName(entry.name))
       .map((entry) => entry.name);
     const found: FoundEntry[] = [];
-    await forEachLimited(shards, SCAN_CONCURRENCY, async (shard) => {
-      found.push(...(await this.scanShard(shard)));
+    for (const shard of shards) {
+      found.push(...this.scanShard(shard));
       this.readyShards.add(shard);
-    });
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     found.sort((a, b) => a.mtimeMs - b.mtimeMs);
     for (const entry of found) this.addToIndex(entry.name, entry.footprint, entry.mtimeMs);
   }
 
   /** Deletes the shard's temp files and lists its entries. */
-  private async scanShard(shard: string): Promise<FoundEntry[]> {
+  private scanShard(shard: string): FoundEntry[] {
     const shardDir = join(this.entriesDir, shard);
     const found: FoundEntry[] = [];
-    await forEachLimited(await readdir(shardDir), SCAN_CONCURRENCY, async (name) => {
+    for (const name of readdirSync(shardDir)) {
       const path = join(shardDir, name);
       if (name.startsWith(TEMP_FILE_PREFIX)) {
-        await rm(path, { force: true });
+        rmSync(path, { force: true });
         this.counters.orphanedTempFilesRemoved++;
-        return;
+        continue;
       }
-      if (!isEntryName(name) || shardOfEntry(name) !== shard) return; // not ours: leave it alone
-      const info = await stat(path);
-      if (info.isFile()) found.push({ name, footprint: roundUpToBlock(info.size), mtimeMs: info.mtimeMs });
-    });
+      if (!isEntryName(name) || shardOfEntry(name) !== shard) continue; // not ours: leave it alone
+      const info = statSync(path, { throwIfNoEntry: false });
+      if (info?.isFile()) found.push({ name, footprint: roundUpToBlock(info.size), mtimeMs: info.mtimeMs });
+    }
     return found;
   }
 
