@@ -2,6 +2,8 @@ import { Command, CommanderError } from 'commander';
 import { registerLayerCommands } from './commands/layer.js';
 import { registerConvertLayer } from './commands/convert-layer.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerConvert } from './commands/convert.js';
+import { registerSoci } from './commands/soci.js';
 
 /** The `lazypull` command: a thin shell over the libraries; each command lives in ./commands. */
 export function buildProgram(): Command {
@@ -13,6 +15,8 @@ export function buildProgram(): Command {
   registerLayerCommands(program);
   registerConvertLayer(program);
   registerInspect(program);
+  registerConvert(program);
+  registerSoci(program);
   return program;
 }
 
