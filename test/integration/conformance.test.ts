@@ -20,6 +20,8 @@ import { convertLayerFile } from '../../src/estargz/writer.js';
 import { FileSource, type RandomAccessSource } from '../../src/io/random-access.js';
 import type { LayerFormat, LayerIndex } from '../../src/layer/layer-index.js';
 import { readFileRange } from '../../src/layer/read.js';
+import { SociLayerIndex } from '../../src/soci/layer-index.js';
+import { buildSociLayer, checkSociLayer, type SociVariant } from './soci/soci-layers.js';
 import {
   IMPLICIT_PARENTS,
   KiB64,
@@ -82,6 +84,10 @@ interface FormatUnderTest {
   readonly chunkingFollowsOptions: boolean;
   /** Format-specific checks of the writer's annotations against the blob. */
   checkAnnotations?(annotations: Record<string, string>, blob: Buffer, tocJson: Buffer): void;
+  /** The writer cases that apply; formats without writer options skip cases that only change options. */
+  appliesTo?(wcase: WriterCase): boolean;
+  /** Format-specific checks of a built layer (what makes the row worth running). */
+  checkLayer?(layer: BuiltLayer): void;
 }
 
 function chunkedFormat(
@@ -118,6 +124,21 @@ function chunkedFormat(
 
 const LANDMARKS = ['.prefetch.landmark', '.no.prefetch.landmark'];
 
+/** SOCI indexes an unmodified layer: the writer options do not apply, only the input does. */
+function sociFormat(variant: SociVariant): FormatUnderTest {
+  return {
+    name: `soci (${variant})`,
+    layerFormat: 'soci',
+    mediaType: variant === 'uncompressed' ? 'application/vnd.oci.image.layer.v1.tar' : 'application/vnd.oci.image.layer.v1.tar+gzip',
+    addedMembers: [],
+    fileDigests: false,
+    chunkingFollowsOptions: false,
+    appliesTo: (wcase) => wcase.options.prioritizedFiles === undefined && wcase.options.minChunkSize === undefined,
+    build: (input, workDir) => buildSociLayer(input, workDir, variant),
+    checkLayer: ({ index }) => checkSociLayer(variant, index as SociLayerIndex),
+  };
+}
+
 const FORMATS: readonly FormatUnderTest[] = [
   chunkedFormat('estargz', 'estargz', ['gzip', '-dc'], 'application/vnd.oci.image.layer.v1.tar+gzip', ['stargz.index.json', ...LANDMARKS]),
   chunkedFormat('zstd:chunked', 'zstd:chunked', ['zstd', '-dcq'], 'application/vnd.oci.image.layer.v1.tar+zstd', LANDMARKS, (annotations, blob, tocJson) => {
@@ -130,6 +151,9 @@ const FORMATS: readonly FormatUnderTest[] = [
     expect(offset + length).toBeLessThanOrEqual(blob.length);
     expect(annotations['io.containers.zstd-chunked.manifest-checksum']).toBe(`sha256:${sha256(blob.subarray(offset, offset + length))}`);
   }),
+  sociFormat('gzip'),
+  sociFormat('pigz-members'),
+  sociFormat('uncompressed'),
 ];
 
 /** Writer options the suite runs each format under, with the input encoding each case feeds it. */
@@ -486,7 +510,7 @@ describe.each(FORMATS.map((f) => [f.name, f] as const))('%s', (_name, fmt) => {
     for (const b of builds.values()) await (await b.catch(() => undefined))?.source.close?.();
   });
 
-  describe.each(CASES.map((c) => [c.name, c] as const))('%s', (_caseName, wcase) => {
+  describe.each(CASES.filter((c) => fmt.appliesTo?.(c) ?? true).map((c) => [c.name, c] as const))('%s', (_caseName, wcase) => {
     let built: BuiltLayer | undefined;
     let expected: ReadonlyMap<string, ExpectedEntry>;
     const originals = new Map<string, Buffer>();
@@ -515,6 +539,7 @@ describe.each(FORMATS.map((f) => [f.name, f] as const))('%s', (_name, fmt) => {
     };
     sharedChecks(fmt, wcase, suite);
     if (fmt.decompress) blobChecks(fmt, fmt.decompress, suite);
+    if (fmt.checkLayer) it("passes the format's own checks", () => fmt.checkLayer!(suite.layer()));
   });
 
   if (fmt.decompress) {
