@@ -27,7 +27,7 @@ export class SociLayerIndex extends ChunkedLayerIndex {
   private readonly spansByStart: ReadonlyMap<number, Span>;
 
   constructor(readonly parsed: ParsedZtoc, ztocDigest: Digest, limits: TocLimits = DEFAULT_TOC_LIMITS) {
-    const spansByStart = indexSpans(parsed.spans);
+    const spansByStart = indexSpans(parsed.spans, limits.maxChunkSize);
     const tree = buildTocTree(parsed.ztoc.files.map(tocEntry), {
       format: 'soci',
       dataEnd: parsed.ztoc.compressedArchiveSize,
@@ -84,10 +84,13 @@ export function openSociLayer(ztocBytes: Buffer, options: OpenSociLayerOptions =
   return new SociLayerIndex(parsed, digest, options.limits);
 }
 
-function indexSpans(spans: readonly Span[]): Map<number, Span> {
+/** Spans by compressed start (how decode finds a chunk's span), each small enough to inflate into memory. */
+function indexSpans(spans: readonly Span[], maxSpanSize: number): Map<number, Span> {
   const byStart = new Map<number, Span>();
   for (const span of spans) {
     if (span.compressedEnd < span.compressedStart) throw new ZtocError(`invalid zTOC: span ${span.id} ends before it starts`);
+    const size = span.uncompressedEnd - span.uncompressedStart;
+    if (size > maxSpanSize) throw new ZtocError(`invalid zTOC: span ${span.id} inflates to ${size} bytes, over the ${maxSpanSize}-byte limit`);
     // An empty span (an empty layer) holds no file data: it is never read, so it needs no unique start.
     if (span.uncompressedEnd === span.uncompressedStart) continue;
     if (byStart.has(span.compressedStart)) throw new ZtocError(`invalid zTOC: spans ${byStart.get(span.compressedStart)!.id} and ${span.id} start at the same compressed offset`);

@@ -1,4 +1,6 @@
+import { constants as zlibConstants, crc32, deflateRawSync, gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_TOC_LIMITS } from '../../../src/estargz/toc-index.js';
 import { BufferSource } from '../../../src/io/random-access.js';
 import { ChunkVerificationError } from '../../../src/layer/chunked-index.js';
 import { readFileRange } from '../../../src/layer/read.js';
@@ -138,6 +140,27 @@ describe('zTOC of a gzip layer', () => {
   });
 });
 
+describe('a gzip layer ending in an empty final block (as Go\'s gzip writer makes them)', () => {
+  it('gets an empty last span and still serves every file', async () => {
+    // Full flush after all the data, then finish: the final deflate block is empty, and the block
+    // boundary before it is more than a span after the previous checkpoint.
+    const tar = sampleTar().tar;
+    const raw = Buffer.concat([deflateRawSync(tar, { finishFlush: zlibConstants.Z_FULL_FLUSH }), Buffer.from([0x03, 0x00])]);
+    const trailer = Buffer.alloc(8);
+    trailer.writeUInt32LE(crc32(tar), 0);
+    trailer.writeUInt32LE(tar.length, 4);
+    const blob = Buffer.concat([Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]), raw, trailer]);
+    expect(gunzipSync(blob).equals(tar)).toBe(true);
+    const { bytes } = await sampleZtoc(blob, SMALL_SPAN);
+    const parsed = readZtoc(bytes);
+    const last = parsed.spans[parsed.spans.length - 1]!;
+    expect(last.uncompressedEnd - last.uncompressedStart).toBe(0);
+    const index = openSociLayer(bytes);
+    const source = new BufferSource(blob);
+    for (const [name, data] of sample.files) expect((await readFileRange(index, source, index.lookup(name)!, 0, data.length)).equals(data), name).toBe(true);
+  });
+});
+
 describe('zTOC of an uncompressed layer', () => {
   it('uses algorithm Uncompressed and a TarZinfo with fixed spans', async () => {
     const { ztoc, bytes } = await sampleZtoc(sample.tar);
@@ -215,6 +238,8 @@ describe('bad zTOCs', () => {
     const { bytes } = await sampleZtoc(gz);
     expect(() => openSociLayer(bytes, { expectedZtocDigest: `sha256:${'0'.repeat(64)}` })).toThrow(/zTOC has digest/);
     expect(() => openSociLayer(bytes, { layerSize: gz.length + 1 })).toThrow(/indexes a \d+-byte layer/);
+    // A span too large to inflate into memory (a hostile zTOC can place checkpoints far apart).
+    expect(() => openSociLayer(bytes, { limits: { ...DEFAULT_TOC_LIMITS, maxChunkSize: 1000 } })).toThrow(/span 0 inflates to \d+ bytes, over the 1000-byte limit/);
   });
 });
 
