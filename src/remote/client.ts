@@ -54,6 +54,15 @@ export interface ResolvedImage {
   host: string;
 }
 
+/** Where and how to send a registry's write requests (see `RegistryClient.pushEndpoint`). */
+export interface PushEndpoint {
+  send: Send;
+  /** host[:port]. */
+  host: string;
+  /** API root including `/v2`. */
+  base: URL;
+}
+
 interface EndpointClient {
   endpoint: HostEndpoint;
   send: Send;
@@ -147,6 +156,16 @@ export class RegistryClient {
       rangeSupport: this.rangeSupport,
       ...(options.signal ? { signal: options.signal } : {}),
     });
+  }
+
+  /**
+   * The registry's own endpoint for writes, with the same retry, auth, redirect and observe stack as
+   * reads. Pushes never go to mirrors: a mirror is a read cache of the registry.
+   */
+  async pushEndpoint(ref: ImageReference): Promise<PushEndpoint> {
+    const client = (await this.endpointsFor(ref.registry, 'push')).find((c) => !c.endpoint.mirror);
+    if (!client) throw new RegistryError(`${ref.registry}: no endpoint with capability push (check hosts.toml)`);
+    return { send: client.send, host: client.endpoint.host, base: client.endpoint.base };
   }
 
   /** Why a host is limited to single-range requests, if it is. */

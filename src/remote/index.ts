@@ -1,5 +1,6 @@
 /** Public API of registry access, used by the snapshotter, rpull, the converter and the CLI. */
-export { RegistryClient, pullScope, type RegistryClientOptions, type ResolvedImage, type FetchedManifest } from './client.js';
+export { RegistryClient, pullScope, type RegistryClientOptions, type ResolvedImage, type FetchedManifest, type PushEndpoint } from './client.js';
+export { RegistryPusher, fileBody, bytesBody, type BlobPushOutcome, type BlobPushOptions, type UploadBody } from './push.js';
 export { RegistryBlobSource, RangeNotSupportedError, DEFAULT_BLOB_READ_OPTIONS, type BlobReadOptions, type BlobLocation } from './blob-source.js';
 export { ImageReference, parseReference, isLocalHost, DOCKER_HUB } from './reference.js';
 export { parseManifestDocument, selectPlatform, MAX_MANIFEST_BYTES, type Descriptor, type ImageManifest, type ImageIndex, type ManifestDocument } from './manifest.js';

@@ -106,7 +106,8 @@ export class Authenticator {
       request.headers['content-type'] = 'application/x-www-form-urlencoded';
     } else {
       if (service) request.url.searchParams.set('service', service);
-      if (scope) request.url.searchParams.set('scope', scope);
+      // A push that mounts from another repository needs two scopes: each is its own parameter.
+      for (const one of scope.split(' ').filter(Boolean)) request.url.searchParams.append('scope', one);
       if (creds?.kind === 'basic') request.headers.authorization = basicHeader(creds);
     }
     const response = await this.tokenSend(request);

@@ -49,7 +49,7 @@ export class Transport {
         path: request.url.pathname + request.url.search,
         method: request.method,
         headers: { ...this.options.headers, ...request.headers },
-        ...(request.body !== undefined ? { body: request.body } : {}),
+        ...(request.body !== undefined ? { body: typeof request.body === 'function' ? request.body() : request.body } : {}),
         ...(signal ? { signal } : {}),
       });
     } catch (err) {

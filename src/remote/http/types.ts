@@ -1,13 +1,19 @@
+import type { Readable } from 'node:stream';
+
 /**
  * One HTTP exchange with a registry, with the body already read (bounded). Registry bodies are
  * small (manifests, tokens) or are ranges the caller sized, so buffering lets every middleware see
  * and retry a whole exchange, including failures that only show up while reading the body.
  */
 export interface HttpRequest {
-  method: 'GET' | 'HEAD' | 'POST';
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH';
   url: URL;
   headers: Record<string, string>;
-  body?: string;
+  /**
+   * A blob upload's body is a factory, not a stream: a retried, re-authenticated or redirected
+   * request sends it again from the start.
+   */
+  body?: string | Buffer | (() => Readable);
   /** Largest 2xx body the caller will accept; bigger answers fail with ResponseTooLargeError. */
   maxBodyBytes: number;
   /** Token scope the auth middleware asks for, e.g. `repository:library/alpine:pull`. */
