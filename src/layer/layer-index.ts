@@ -30,9 +30,11 @@ export interface ChunkRef {
   readonly maxInflated: number;
   /**
    * sha256 of the uncompressed chunk; absent only for legacy stargz, served with verification off.
-   * For 'soci-span' chunks it is the digest of the whole span's COMPRESSED bytes [compressedOffset,
-   * compressedEnd), shared by every file piece cut from that span: what a cache stores under it is the
-   * whole decoded span (LayerIndex.decodeSpan), and the chunk is [innerOffset, innerOffset + size) of it.
+   * For 'soci-span' chunks it names the whole decoded span, shared by every file piece cut from it: a
+   * cache stores the span (LayerIndex.decodeSpan) under it and the chunk is [innerOffset, innerOffset +
+   * size) of that. It is a sha256 over everything the span's bytes depend on (the zTOC's digest of the
+   * compressed bytes, the checkpoint's bits and window, the length): the compressed-bytes digest alone
+   * would let two layers with equal compressed bytes but different windows share a cache entry.
    */
   readonly digest?: Digest;
 }

@@ -9,7 +9,7 @@ import { DEFAULT_TOC_LIMITS, buildTocTree, type TocLimits } from '../estargz/toc
 import type { TocEntryJson } from '../estargz/toc.js';
 import { ChunkVerificationError, ChunkedLayerIndex } from '../layer/chunked-index.js';
 import type { ChunkRef } from '../layer/layer-index.js';
-import { sha256, type Digest } from '../util/digest.js';
+import { Digester, sha256, type Digest } from '../util/digest.js';
 import { SpanDecodeError, inflateSpan, type Span } from './checkpoints.js';
 import { ZtocError, readZtoc, type ParsedZtoc, type ZtocFile } from './ztoc.js';
 
@@ -28,13 +28,14 @@ export class SociLayerIndex extends ChunkedLayerIndex {
 
   constructor(readonly parsed: ParsedZtoc, ztocDigest: Digest, limits: TocLimits = DEFAULT_TOC_LIMITS) {
     const spansByStart = indexSpans(parsed.spans, limits.maxChunkSize);
+    const keys = spanCacheKeys(parsed);
     const tree = buildTocTree(parsed.ztoc.files.map(tocEntry), {
       format: 'soci',
       dataEnd: parsed.ztoc.compressedArchiveSize,
       encoding: 'gzip', // unused: chunksOf supplies every chunk
       requireDigests: true,
       limits,
-      chunksOf: (_entry, i) => spanChunks(parsed, parsed.ztoc.files[i]!),
+      chunksOf: (_entry, i) => spanChunks(parsed, keys, parsed.ztoc.files[i]!),
     });
     // Landmarks only mean something to eStargz readers; a SOCI layer says nothing about prefetching.
     super({ format: 'soci', tocDigest: ztocDigest, root: tree.root, entries: tree.entries, noPrefetch: false, verified: true });
@@ -99,6 +100,21 @@ function indexSpans(spans: readonly Span[], maxSpanSize: number): Map<number, Sp
   return byStart;
 }
 
+/**
+ * A content address per span for the shared chunk cache: the decoded bytes depend on the compressed
+ * bytes (the zTOC span digest, verified on every fetch), the checkpoint's bits and window, and the length.
+ * Uncompressed spans are their own bytes, so the span digest is already their address.
+ */
+function spanCacheKeys(parsed: ParsedZtoc): Digest[] {
+  return parsed.spans.map((span) => {
+    const spanDigest = parsed.ztoc.spanDigests[span.id]!;
+    const checkpoint = parsed.gzip?.checkpoints[span.id];
+    if (!checkpoint) return spanDigest;
+    const header = `soci-span\0${spanDigest}\0${checkpoint.bits}\0${span.uncompressedEnd - span.uncompressedStart}\0`;
+    return new Digester().update(Buffer.from(header)).update(checkpoint.window).digest();
+  });
+}
+
 /** The zTOC entry in the TOC JSON shape the shared tree builder validates. */
 function tocEntry(f: ZtocFile): TocEntryJson {
   const xattrs: Record<string, string> = {};
@@ -121,7 +137,7 @@ function tocEntry(f: ZtocFile): TocEntryJson {
 }
 
 /** The pieces of the spans that hold [uncompressedOffset, + size) of the tar stream, in file order. */
-function spanChunks(parsed: ParsedZtoc, f: ZtocFile): ChunkRef[] {
+function spanChunks(parsed: ParsedZtoc, cacheKeys: readonly Digest[], f: ZtocFile): ChunkRef[] {
   const chunks: ChunkRef[] = [];
   const start = f.uncompressedOffset;
   const end = start + f.uncompressedSize;
@@ -137,7 +153,7 @@ function spanChunks(parsed: ParsedZtoc, f: ZtocFile): ChunkRef[] {
       innerOffset: from - span.uncompressedStart,
       encoding: 'soci-span',
       maxInflated: span.uncompressedEnd - span.uncompressedStart,
-      digest: parsed.ztoc.spanDigests[span.id],
+      digest: cacheKeys[span.id],
     });
   }
   return chunks;

@@ -113,6 +113,12 @@ describe('zTOC of a gzip layer', () => {
     expect(index.lookup('dir')!.type).toBe('dir');
     expect(index.lookup('dir/xattr.txt')!.xattrs.get('user.note')).toEqual(Buffer.from([0, 1, 2, 0xff]));
     expect(index.lookup('dir/xattr.txt')!.mtimeNsec).toBe(123456789);
+    // The cache key binds the checkpoint: two spans with the same compressed bytes but different windows
+    // decode differently and must not share a cache entry.
+    const twin = openSociLayer(writeZtoc({ ...index.parsed.ztoc, checkpoints: encodeGzipZinfo({ ...index.parsed.gzip!, checkpoints: index.parsed.gzip!.checkpoints.map((c, i) => (i === 0 ? c : { ...c, window: Buffer.alloc(c.window.length, 7) })) }) }));
+    expect(twin.lookup('big.bin')!.chunks[2]!.digest).not.toBe(big.chunks[2]!.digest);
+    expect(twin.lookup('dir/small-0.txt')!.chunks[0]!.digest).toBe(index.lookup('dir/small-0.txt')!.chunks[0]!.digest); // span 0's checkpoint is unchanged
+    expect(big.chunks.every((c) => c.digest !== undefined && !index.parsed.ztoc.spanDigests.includes(c.digest))).toBe(true);
     // The whole span is the cacheable unit.
     const chunk = index.lookup('dir/small-1.txt')!.chunks[0]!;
     const span = index.decodeSpan(chunk, gz.subarray(chunk.compressedOffset, chunk.compressedEnd));
