@@ -50,8 +50,7 @@ async function* readSequentially(source: RandomAccessSource): AsyncGenerator<Buf
 
 async function indexStream(input: AsyncIterable<Uint8Array>, spanSize: number, buildToolIdentifier: string): Promise<Ztoc> {
   const iterator = input[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  const head = first.done ? new Uint8Array(0) : first.value;
+  const head = await readHead(iterator, SNIFF_LENGTH);
   const all = prepend(head, iterator);
   const algorithm = sniff(head);
   const common = { version: ZTOC_VERSION, buildToolIdentifier };
@@ -74,6 +73,21 @@ async function indexStream(input: AsyncIterable<Uint8Array>, spanSize: number, b
   const files = await listEntries(hasher.pass(all));
   const size = hasher.size;
   return { ...common, compressedArchiveSize: size, uncompressedArchiveSize: size, files, algorithm, maxSpanId: hasher.digests.length - 1, spanDigests: hasher.digests, checkpoints: writeTarZinfo(spanSize, size) };
+}
+
+const SNIFF_LENGTH = 4;
+
+/** At least `length` bytes from the start of the stream (fewer only when it is shorter), to sniff the format. */
+async function readHead(iterator: AsyncIterator<Uint8Array>, length: number): Promise<Uint8Array> {
+  const pieces: Uint8Array[] = [];
+  let total = 0;
+  while (total < length) {
+    const next = await iterator.next();
+    if (next.done) break;
+    pieces.push(next.value);
+    total += next.value.length;
+  }
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
 }
 
 async function* prepend(head: Uint8Array, rest: AsyncIterator<Uint8Array>): AsyncGenerator<Uint8Array> {

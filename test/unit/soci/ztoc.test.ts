@@ -143,6 +143,14 @@ describe('zTOC of a gzip layer', () => {
     expect(await buildZtoc(new BufferSource(gz), { minLayerSize: gz.length + 1 })).toBeUndefined();
     expect(await buildZtoc(new BufferSource(gz), { minLayerSize: gz.length })).toBeDefined();
     await expect(buildZtoc(new BufferSource(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0])), { minLayerSize: 0 })).rejects.toThrow(/zstd/);
+    // A stream that trickles in byte by byte is still recognised as gzip and gives the same zTOC.
+    const small = gzipped(paxFileEntry('a', Buffer.from('tiny'), {}));
+    const trickle = async function* () {
+      for (const byte of small) yield Uint8Array.of(byte);
+    };
+    const trickled = await buildZtoc(trickle(), { spanSize: SMALL_SPAN, minLayerSize: 0 });
+    expect(trickled!.ztoc.algorithm).toBe('gzip');
+    expect(trickled!.bytes.equals((await sampleZtoc(small)).bytes)).toBe(true);
   });
 });
 
