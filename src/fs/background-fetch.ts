@@ -1,0 +1,179 @@
+import type { ChunkCache } from '../cache/chunk-cache.js';
+import type { ChunkRef, LayerIndex } from '../layer/layer-index.js';
+import type { ChunkFetcher, FetchPriority } from './chunk-fetcher.js';
+
+export interface BackgroundFetchOptions {
+  /** Fetch the prioritized region (landmark) at mount. Default true. */
+  prefetch: boolean;
+  /** Without a landmark: prefetch chunks starting in the first this many compressed bytes (0: none). */
+  prefetchBytes: number;
+  /** After the prefetch, fetch the rest of the layer at low priority. */
+  background: boolean;
+  /** Compressed bytes per request (large ranges: few round trips). */
+  batchBytes: number;
+  /** Pause after a failed batch before retrying it; doubles up to 32x. */
+  retryDelayMs: number;
+}
+
+export const DEFAULT_BACKGROUND_FETCH: BackgroundFetchOptions = {
+  prefetch: true,
+  prefetchBytes: 0,
+  background: true,
+  batchBytes: 8 * 1024 * 1024,
+  retryDelayMs: 500,
+};
+
+export interface LayerProgress {
+  /** Compressed bytes of all distinct chunk members of the layer. */
+  totalBytes: number;
+  /** Compressed bytes this mount received from the registry (on demand, prefetch, background). */
+  fetchedBytes: number;
+  /** Compressed bytes the prefetch and background passes have confirmed are cached. */
+  completedBytes: number;
+  /** Uncompressed bytes handed to readers. */
+  servedBytes: number;
+  prefetchBytes: number;
+  prefetchDone: boolean;
+  backgroundDone: boolean;
+  /** The last background failure, if any (on-demand reads still fetch what is missing). */
+  lastError?: string;
+}
+
+interface Batch {
+  chunks: ChunkRef[];
+  bytes: number;
+}
+
+/**
+ * Mount-time prefetch of the prioritized region, then a low-priority pass over the rest of the layer
+ * that waits whenever an on-demand read is in progress. Chunks already cached are skipped, so a
+ * remount with a warm cache costs only cache lookups.
+ */
+export class BackgroundFetch {
+  private stopped = false;
+  private completed = 0;
+  private prefetchFinished = false;
+  private backgroundFinished = false;
+  private lastError: string | undefined;
+  private readonly prefetchChunks: ChunkRef[];
+  private readonly restChunks: ChunkRef[];
+  private readonly total: number;
+  private readonly prefetchTotal: number;
+  readonly prefetched: Promise<void>;
+  readonly finished: Promise<void>;
+
+  constructor(
+    index: LayerIndex,
+    private readonly fetcher: ChunkFetcher,
+    private readonly cache: ChunkCache,
+    private readonly options: BackgroundFetchOptions,
+  ) {
+    const all = distinctChunks(index, fetcher);
+    const limit = prefetchLimit(index, options);
+    this.prefetchChunks = all.filter((c) => c.compressedOffset < limit);
+    this.restChunks = all.filter((c) => c.compressedOffset >= limit);
+    this.total = memberBytes(all);
+    this.prefetchTotal = memberBytes(this.prefetchChunks);
+    let markPrefetched!: () => void;
+    this.prefetched = new Promise((resolve) => (markPrefetched = resolve));
+    this.finished = this.run(markPrefetched);
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  progress(servedBytes: number): LayerProgress {
+    return {
+      totalBytes: this.total,
+      fetchedBytes: this.fetcher.counters.fetchedBytes,
+      completedBytes: this.completed,
+      servedBytes,
+      prefetchBytes: this.prefetchTotal,
+      prefetchDone: this.prefetchFinished,
+      backgroundDone: this.backgroundFinished,
+      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
+    };
+  }
+
+  private async run(markPrefetched: () => void): Promise<void> {
+    try {
+      await this.fetchAll(this.prefetchChunks, 'prefetch');
+    } finally {
+      this.prefetchFinished = !this.stopped;
+      markPrefetched();
+    }
+    if (!this.options.background) return;
+    await this.fetchAll(this.restChunks, 'background');
+    this.backgroundFinished = !this.stopped;
+  }
+
+  private async fetchAll(chunks: ChunkRef[], priority: FetchPriority): Promise<void> {
+    for (const batch of batches(chunks, this.options.batchBytes)) {
+      if (this.stopped) return;
+      if (priority === 'background') await this.fetcher.whenIdle();
+      await this.fetchWithRetry(batch, priority);
+    }
+  }
+
+  private async fetchWithRetry(batch: Batch, priority: FetchPriority): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        const missing = await this.missing(batch.chunks);
+        if (missing.length > 0) await this.fetcher.getChunks(missing, priority);
+        this.completed += batch.bytes;
+        return;
+      } catch (err) {
+        this.lastError = (err as Error).message;
+        if (attempt >= 5) return; // leave it to on-demand reads; the pass goes on
+        await sleep(this.options.retryDelayMs * 2 ** Math.min(attempt, 5));
+      }
+    }
+  }
+
+  private async missing(chunks: ChunkRef[]): Promise<ChunkRef[]> {
+    const present = await Promise.all(chunks.map((c) => this.cache.has(this.fetcher.keyOf(c)).catch(() => false)));
+    return chunks.filter((_, i) => !present[i]);
+  }
+}
+
+function prefetchLimit(index: LayerIndex, options: BackgroundFetchOptions): number {
+  if (!options.prefetch || index.noPrefetch) return 0;
+  if (index.prefetchRange) return index.prefetchRange.end;
+  return options.prefetchBytes;
+}
+
+/** Every chunk of the layer once (hardlinks and shared members included once), in blob order. */
+function distinctChunks(index: LayerIndex, fetcher: ChunkFetcher): ChunkRef[] {
+  const byKey = new Map<string, ChunkRef>();
+  for (const entry of new Set(index.entries.values())) {
+    for (const chunk of entry.chunks) if (chunk.encoding !== 'zeros') byKey.set(fetcher.keyOf(chunk), chunk);
+  }
+  return [...byKey.values()].sort((a, b) => a.compressedOffset - b.compressedOffset || a.innerOffset - b.innerOffset);
+}
+
+function memberBytes(chunks: readonly ChunkRef[]): number {
+  const members = new Map<number, number>();
+  for (const c of chunks) members.set(c.compressedOffset, c.compressedEnd - c.compressedOffset);
+  let sum = 0;
+  for (const size of members.values()) sum += size;
+  return sum;
+}
+
+/** Runs of chunks in blob order up to `maxBytes` of compressed span each (one coalesced request). */
+function* batches(chunks: readonly ChunkRef[], maxBytes: number): Generator<Batch> {
+  let current: ChunkRef[] = [];
+  for (const chunk of chunks) {
+    const start = current[0]?.compressedOffset ?? chunk.compressedOffset;
+    if (current.length > 0 && chunk.compressedEnd - start > maxBytes) {
+      yield { chunks: current, bytes: memberBytes(current) };
+      current = [];
+    }
+    current.push(chunk);
+  }
+  if (current.length > 0) yield { chunks: current, bytes: memberBytes(current) };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

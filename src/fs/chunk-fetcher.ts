@@ -1,0 +1,211 @@
+import { unverifiedChunkKey, type ChunkCache } from '../cache/chunk-cache.js';
+import type { RandomAccessSource } from '../io/random-access.js';
+import type { ChunkRef, ChunkSlice, LayerIndex } from '../layer/layer-index.js';
+import { inlineDecoder, type ChunkDecoder } from './chunk-decoder.js';
+import { deadlineSignal } from './deadline.js';
+
+/** A source that can fetch several ranges in one go (RegistryBlobSource: coalesced, multi-range requests). */
+export interface RangeSource extends RandomAccessSource {
+  readRanges?(ranges: readonly { start: number; length: number }[], signal?: AbortSignal): Promise<Buffer[]>;
+}
+
+/**
+ * foreground: a reader is waiting (short deadline; background work pauses meanwhile). prefetch: the
+ * mount-time landmark region (long deadline, does not pause anything). background: the rest of the layer.
+ */
+export type FetchPriority = 'foreground' | 'prefetch' | 'background';
+
+export interface ChunkFetcherOptions {
+  index: LayerIndex;
+  source: RangeSource;
+  cache: ChunkCache;
+  /** The blob digest: keys chunks that have no digest of their own. */
+  layerDigest: string;
+  /** An on-demand read that cannot get its chunks in this time fails (EIO), whatever the registry does. */
+  deadlineMs: number;
+  decoder?: ChunkDecoder;
+}
+
+export interface FetchCounters {
+  /** Compressed bytes received from the source. */
+  fetchedBytes: number;
+  /** Range reads sent to the source (one readRanges call counts once). */
+  requests: number;
+  /** Chunks decoded and verified. */
+  decodedChunks: number;
+  /** Chunks that failed to fetch or verify. */
+  failures: number;
+}
+
+const BACKGROUND_DEADLINE_FACTOR = 4;
+
+export class FetchFailedError extends Error {
+  override name = 'FetchFailedError';
+}
+
+/**
+ * Turns chunk references into verified bytes: memory and disk through the ChunkCache, then the source.
+ * All chunks one call needs that are not cached travel in one coalesced request; a chunk already on its
+ * way (another reader, read-ahead, prefetch) is awaited, never fetched twice. Bytes are verified before
+ * they are cached or returned. Background work waits while on-demand reads are in progress.
+ */
+export class ChunkFetcher {
+  readonly counters: FetchCounters = { fetchedBytes: 0, requests: 0, decodedChunks: 0, failures: 0 };
+  private readonly inflight = new Map<string, Promise<Buffer>>();
+  private foregroundActive = 0;
+  private idleWaiters: (() => void)[] = [];
+  private readonly decoder: ChunkDecoder;
+
+  constructor(private readonly options: ChunkFetcherOptions) {
+    this.decoder = options.decoder ?? inlineDecoder;
+  }
+
+  keyOf(chunk: ChunkRef): string {
+    return chunk.digest ?? unverifiedChunkKey(this.options.layerDigest, chunk.compressedOffset, chunk.innerOffset);
+  }
+
+  /** On-demand reads in progress (background fetching waits for 0). */
+  get foregroundPending(): number {
+    return this.foregroundActive;
+  }
+
+  /** The bytes of each slice, in order. */
+  async readSlices(slices: readonly ChunkSlice[]): Promise<Buffer[]> {
+    const chunks = await this.getChunks(slices.map((s) => s.chunk), 'foreground');
+    return slices.map((s, i) => chunks[i]!.subarray(s.start, s.end));
+  }
+
+  /** Whole chunks, verified; foreground calls are bounded by the deadline. */
+  async getChunks(chunks: readonly ChunkRef[], priority: FetchPriority): Promise<Buffer[]> {
+    const foreground = priority === 'foreground';
+    if (foreground) this.foregroundActive++;
+    // Background work may take longer (large ranges) but must not hang forever on a stalled registry either.
+    const deadline = deadlineSignal(foreground ? this.options.deadlineMs : this.options.deadlineMs * BACKGROUND_DEADLINE_FACTOR);
+    try {
+      return await deadline.race(this.load(chunks, deadline.signal));
+    } finally {
+      deadline.clear();
+      if (foreground && --this.foregroundActive === 0) this.wakeIdle();
+    }
+  }
+
+  /** Resolves when no on-demand read is in progress. */
+  whenIdle(): Promise<void> {
+    if (this.foregroundActive === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private wakeIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  private async load(chunks: readonly ChunkRef[], signal: AbortSignal | undefined): Promise<Buffer[]> {
+    const mine: { chunk: ChunkRef; settle: Deferred }[] = [];
+    const results = chunks.map((chunk): Promise<Buffer> => {
+      if (chunk.encoding === 'zeros') return Promise.resolve(Buffer.alloc(chunk.size));
+      const key = this.keyOf(chunk);
+      const pending = this.inflight.get(key);
+      if (pending) return pending;
+      const settle = deferred();
+      this.inflight.set(key, settle.promise);
+      settle.promise.then(
+        () => this.inflight.delete(key),
+        () => this.inflight.delete(key),
+      );
+      mine.push({ chunk, settle });
+      return settle.promise;
+    });
+    if (mine.length > 0) void this.fillFromCacheOrSource(mine, signal);
+    return Promise.all(results);
+  }
+
+  private async fillFromCacheOrSource(work: { chunk: ChunkRef; settle: Deferred }[], signal: AbortSignal | undefined): Promise<void> {
+    const missing: { chunk: ChunkRef; settle: Deferred }[] = [];
+    await Promise.all(
+      work.map(async (item) => {
+        try {
+          const cached = await this.options.cache.get(this.keyOf(item.chunk));
+          if (cached !== undefined) item.settle.resolve(cached);
+          else missing.push(item);
+        } catch {
+          missing.push(item); // a cache failure is a miss: the source still has the bytes
+        }
+      }),
+    );
+    if (missing.length === 0) return;
+    try {
+      await this.fetchAndDecode(missing, signal);
+    } catch (err) {
+      this.counters.failures += missing.length;
+      const failure = new FetchFailedError(`fetching ${missing.length} chunk(s) failed: ${(err as Error).message}`, { cause: err });
+      for (const item of missing) item.settle.reject(failure);
+    }
+  }
+
+  private async fetchAndDecode(missing: { chunk: ChunkRef; settle: Deferred }[], signal: AbortSignal | undefined): Promise<void> {
+    missing.sort((a, b) => a.chunk.compressedOffset - b.chunk.compressedOffset);
+    const members = distinctMembers(missing.map((m) => m.chunk));
+    const payloads = await this.fetchRanges(members, signal);
+    const byMember = new Map(members.map((m, i) => [`${m.start}:${m.length}`, payloads[i]!]));
+    await Promise.all(
+      missing.map(async ({ chunk, settle }) => {
+        const key = this.keyOf(chunk);
+        const release = this.options.cache.pin(key);
+        try {
+          const compressed = byMember.get(`${chunk.compressedOffset}:${chunk.compressedEnd - chunk.compressedOffset}`)!;
+          const data = await this.decoder.decode(this.options.index, chunk, compressed);
+          this.counters.decodedChunks++;
+          settle.resolve(data);
+          // Only verified bytes get here: decode throws on a digest mismatch.
+          await this.options.cache.put(key, data).catch(() => undefined);
+        } catch (err) {
+          this.counters.failures++;
+          settle.reject(err);
+        } finally {
+          release();
+        }
+      }),
+    );
+  }
+
+  private async fetchRanges(ranges: { start: number; length: number }[], signal: AbortSignal | undefined): Promise<Buffer[]> {
+    const { source } = this.options;
+    this.counters.requests++;
+    const payloads = source.readRanges ? await source.readRanges(ranges, signal) : await Promise.all(ranges.map((r) => source.readAt(r.start, r.length, signal)));
+    for (const p of payloads) this.counters.fetchedBytes += p.length;
+    return payloads;
+  }
+}
+
+interface Deferred {
+  promise: Promise<Buffer>;
+  resolve(data: Buffer): void;
+  reject(err: unknown): void;
+}
+
+function deferred(): Deferred {
+  let resolve!: (data: Buffer) => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<Buffer>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Callers that gave up (deadline) must not turn a later failure into an unhandled rejection.
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
+
+/** Compressed ranges to fetch, each once even when several chunks share a member. */
+function distinctMembers(chunks: readonly ChunkRef[]): { start: number; length: number }[] {
+  const seen = new Set<string>();
+  const out: { start: number; length: number }[] = [];
+  for (const c of chunks) {
+    const key = `${c.compressedOffset}:${c.compressedEnd - c.compressedOffset}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ start: c.compressedOffset, length: c.compressedEnd - c.compressedOffset });
+  }
+  return out;
+}

@@ -1,0 +1,156 @@
+/**
+ * A typed wrapper over fuse-native 2.2.6 (which ships no types), with two fixes its JS layer needs:
+ * getxattr and listxattr answer ERANGE when the caller's buffer is too small (fuse-native would copy a
+ * truncated value and report the full length, which the kernel rejects), so tools that probe with a
+ * small buffer first (python's os.getxattr starts at 128 bytes) see large xattrs.
+ *
+ * fuse-native must run on the main thread (it segfaults in a worker) and answers from JS callbacks.
+ */
+import { createRequire } from 'node:module';
+
+/** Negative errno values, as fuse-native expects them. */
+export const Errno = {
+  EPERM: -1,
+  ENOENT: -2,
+  EIO: -5,
+  EBADF: -9,
+  EACCES: -13,
+  EINVAL: -22,
+  EROFS: -30,
+  ERANGE: -34,
+  ENOSYS: -38,
+  ENODATA: -61,
+  ENOTSUP: -95,
+} as const;
+
+/**
+ * What getattr answers. fuse-native carries times as unsigned milliseconds: nanoseconds are truncated
+ * to milliseconds and times before 1970 cannot be represented (callers clamp them).
+ */
+export interface FuseStat {
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  dev?: number;
+  nlink: number;
+  ino: number;
+  rdev: number;
+  blksize?: number;
+  blocks: number;
+  atime: number;
+  mtime: number;
+  ctime: number;
+}
+
+export interface FuseStatfs {
+  bsize: number;
+  frsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+  files: number;
+  ffree: number;
+  favail: number;
+  fsid: number;
+  flag: number;
+  namemax: number;
+}
+
+type Done = (err: number) => void;
+type DoneWith<T> = (err: number, value?: T) => void;
+
+/** The subset of operations lazypull implements (a read-only filesystem). Callbacks take 0 or a negative errno. */
+export interface FuseOperations {
+  init?(cb: Done): void;
+  getattr(path: string, cb: DoneWith<FuseStat>): void;
+  readdir(path: string, cb: (err: number, names?: string[], stats?: FuseStat[]) => void): void;
+  readlink(path: string, cb: DoneWith<string>): void;
+  open(path: string, flags: number, cb: DoneWith<number>): void;
+  read(path: string, fd: number, buf: Buffer, len: number, pos: number, cb: (bytesOrErr: number) => void): void;
+  release(path: string, fd: number, cb: Done): void;
+  statfs(path: string, cb: DoneWith<FuseStatfs>): void;
+  /** The value, or undefined for "no such attribute". */
+  getxattr(path: string, name: string, position: number, cb: DoneWith<Buffer | undefined>): void;
+  listxattr(path: string, cb: DoneWith<string[]>): void;
+}
+
+export interface FuseMountOptions {
+  /** Per-operation timeout of fuse-native; false: none (lazypull bounds its own fetches). */
+  timeout: false | number;
+  force?: boolean;
+  mkdir?: boolean;
+  debug?: boolean;
+  allowOther?: boolean;
+  defaultPermissions?: boolean;
+  kernelCache?: boolean;
+  entryTimeout?: number;
+  attrTimeout?: number;
+  maxRead?: number;
+  /** Joined into `-o` verbatim: other libfuse2 options ride after the name (`name,use_ino,ro`). */
+  fsname?: string;
+  subtype?: string;
+}
+
+interface FuseInstance {
+  mount(cb: (err: Error | null) => void): void;
+  unmount(cb: (err: Error | null) => void): void;
+}
+
+type Signal = (code: number, ...rest: unknown[]) => void;
+
+interface FuseClass {
+  new (mountpoint: string, ops: object, options: object): FuseInstance;
+  unmount(mountpoint: string, cb: (err: Error | null) => void): void;
+  prototype: object;
+}
+
+const FuseNative = createRequire(import.meta.url)('fuse-native') as FuseClass;
+
+/** fuse-native's handlers with correct ERANGE behaviour for undersized xattr buffers. */
+class XattrSafeFuse extends FuseNative {
+  private readonly lazypullOps: FuseOperations;
+
+  constructor(mountpoint: string, ops: FuseOperations, options: FuseMountOptions) {
+    super(mountpoint, ops, options);
+    this.lazypullOps = ops;
+  }
+
+  // Names match fuse-native's private dispatch table (`_op_<name>`).
+  _op_getxattr(signal: Signal, path: string, name: string, valueBuf: Buffer, position: number): void {
+    this.lazypullOps.getxattr(path, name, position, (err, value) => {
+      if (err) return signal(err, valueBuf.buffer);
+      if (value === undefined) return signal(Errno.ENODATA, valueBuf.buffer);
+      if (valueBuf.length === 0) return signal(value.length, valueBuf.buffer);
+      if (value.length > valueBuf.length) return signal(Errno.ERANGE, valueBuf.buffer);
+      value.copy(valueBuf);
+      return signal(value.length, valueBuf.buffer);
+    });
+  }
+
+  _op_listxattr(signal: Signal, path: string, listBuf: Buffer): void {
+    this.lazypullOps.listxattr(path, (err, names) => {
+      if (err) return signal(err, listBuf.buffer);
+      const list = Buffer.concat((names ?? []).map((n) => Buffer.from(`${n}\0`)));
+      if (listBuf.length === 0) return signal(list.length, listBuf.buffer);
+      if (list.length > listBuf.length) return signal(Errno.ERANGE, listBuf.buffer);
+      list.copy(listBuf);
+      return signal(list.length, listBuf.buffer);
+    });
+  }
+}
+
+/** A mounted fuse-native filesystem. */
+export interface FuseMount {
+  readonly mountpoint: string;
+  unmount(): Promise<void>;
+}
+
+export async function mountFuse(mountpoint: string, ops: FuseOperations, options: FuseMountOptions): Promise<FuseMount> {
+  const fuse = new XattrSafeFuse(mountpoint, ops, options);
+  await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
+  return {
+    mountpoint,
+    unmount: () => new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve()))),
+  };
+}

@@ -1,0 +1,118 @@
+import type { ChunkCache } from '../cache/chunk-cache.js';
+import type { LayerIndex } from '../layer/layer-index.js';
+import { BackgroundFetch, DEFAULT_BACKGROUND_FETCH, type BackgroundFetchOptions, type LayerProgress } from './background-fetch.js';
+import type { ChunkDecoder } from './chunk-decoder.js';
+import { ChunkFetcher, type FetchCounters, type RangeSource } from './chunk-fetcher.js';
+import { mountFuse, type FuseMount } from './fuse-binding.js';
+import { LayerFilesystem } from './layer-filesystem.js';
+import { LayerView } from './layer-view.js';
+
+export interface LayerMountOptions {
+  /** An existing empty directory. */
+  mountpoint: string;
+  index: LayerIndex;
+  /** The blob: RegistryBlobSource (its readRanges coalesces) or any RandomAccessSource. */
+  source: RangeSource;
+  cache: ChunkCache;
+  /** The layer's blob digest (names the mount; keys chunks without digests). */
+  layerDigest: string;
+  /** A read that cannot get its bytes in this time answers EIO. Default 30 s. */
+  fetchDeadlineMs?: number;
+  /** Fetched ahead of sequential readers. Default 8 MiB. */
+  readAheadBytes?: number;
+  /** Prefetch and background fetch settings; `{ background: false }` for on-demand only. */
+  fetch?: Partial<BackgroundFetchOptions>;
+  /** Decompression and hashing (default: on the main thread). */
+  decoder?: ChunkDecoder;
+  /** Kernel entry/attr cache lifetime in seconds (layers are immutable). Default 1 day. */
+  kernelCacheSeconds?: number;
+  /** Let other users (and containers' non-root processes) use the mount. Default true. */
+  allowOther?: boolean;
+  debug?: boolean;
+  onReadError?: (path: string, error: unknown) => void;
+}
+
+export const DEFAULT_FETCH_DEADLINE_MS = 30_000;
+export const DEFAULT_READ_AHEAD_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_KERNEL_CACHE_SECONDS = 86_400;
+/** mountinfo shows lazypull mounts as this type. */
+export const FUSE_SUBTYPE = 'lazypull';
+
+/** One mounted layer. */
+export class LayerMount {
+  private unmounted?: Promise<void>;
+
+  private constructor(
+    readonly mountpoint: string,
+    readonly layerDigest: string,
+    private readonly fuse: FuseMount,
+    private readonly filesystem: LayerFilesystem,
+    private readonly fetcher: ChunkFetcher,
+    private readonly backgroundFetch: BackgroundFetch,
+  ) {}
+
+  static async mount(options: LayerMountOptions): Promise<LayerMount> {
+    const fetcher = new ChunkFetcher({
+      index: options.index,
+      source: options.source,
+      cache: options.cache,
+      layerDigest: options.layerDigest,
+      deadlineMs: options.fetchDeadlineMs ?? DEFAULT_FETCH_DEADLINE_MS,
+      ...(options.decoder ? { decoder: options.decoder } : {}),
+    });
+    const view = new LayerView(options.index);
+    const filesystem = new LayerFilesystem(view, options.index, fetcher, {
+      readAheadBytes: options.readAheadBytes ?? DEFAULT_READ_AHEAD_BYTES,
+      ...(options.onReadError ? { onReadError: options.onReadError } : {}),
+    });
+    const kernelCache = options.kernelCacheSeconds ?? DEFAULT_KERNEL_CACHE_SECONDS;
+    const fuse = await mountFuse(options.mountpoint, filesystem.operations(), {
+      timeout: false,
+      force: true,
+      allowOther: options.allowOther ?? true,
+      defaultPermissions: true,
+      kernelCache: true,
+      entryTimeout: kernelCache,
+      attrTimeout: kernelCache,
+      debug: options.debug ?? false,
+      // fuse-native has no option for these; its fsname is pasted into -o verbatim.
+      fsname: `${fsName(options.layerDigest)},ro,use_ino,negative_timeout=${kernelCache}`,
+      subtype: FUSE_SUBTYPE,
+    });
+    const backgroundFetch = new BackgroundFetch(options.index, fetcher, options.cache, { ...DEFAULT_BACKGROUND_FETCH, ...options.fetch });
+    return new LayerMount(options.mountpoint, options.layerDigest, fuse, filesystem, fetcher, backgroundFetch);
+  }
+
+  progress(): LayerProgress {
+    return this.backgroundFetch.progress(this.filesystem.servedBytes);
+  }
+
+  /** Resolves when the mount-time prefetch has finished (or given up); bound it with your own timeout. */
+  whenPrefetched(): Promise<void> {
+    return this.backgroundFetch.prefetched;
+  }
+
+  /** Resolves when the background pass has gone over the whole layer. */
+  whenFetched(): Promise<void> {
+    return this.backgroundFetch.finished;
+  }
+
+  get counters(): Readonly<FetchCounters> {
+    return this.fetcher.counters;
+  }
+
+  /** Stops background work and unmounts (lazily: a busy mount detaches now, goes when released). */
+  unmount(): Promise<void> {
+    this.unmounted ??= (async () => {
+      this.backgroundFetch.stop();
+      await this.fuse.unmount();
+    })();
+    return this.unmounted;
+  }
+}
+
+/** `lazypull:<first 12 hex digits>`: what mount(8) shows as the source. No commas: they would split -o. */
+function fsName(layerDigest: string): string {
+  const hex = layerDigest.replace(/^sha256:/, '').replace(/[^0-9a-zA-Z]/g, '').slice(0, 12);
+  return `lazypull:${hex}`;
+}

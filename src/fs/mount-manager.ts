@@ -1,0 +1,91 @@
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { LayerProgress } from './background-fetch.js';
+import { FUSE_SUBTYPE, LayerMount, type LayerMountOptions } from './layer-mount.js';
+
+const execFileAsync = promisify(execFile);
+
+/**
+ * Every layer mount of the daemon: mount, unmount, progress for status and metrics, cleanup of mounts
+ * a crashed daemon left behind (readers of those get ENOTCONN until they are unmounted), and unmount of
+ * everything on shutdown.
+ */
+export class MountManager {
+  private readonly mounts = new Map<string, LayerMount>();
+
+  async mount(options: LayerMountOptions): Promise<LayerMount> {
+    const mountpoint = resolve(options.mountpoint);
+    if (this.mounts.has(mountpoint)) throw new Error(`${mountpoint} is already mounted by lazypull`);
+    const mount = await LayerMount.mount({ ...options, mountpoint });
+    this.mounts.set(mountpoint, mount);
+    return mount;
+  }
+
+  get(mountpoint: string): LayerMount | undefined {
+    return this.mounts.get(resolve(mountpoint));
+  }
+
+  list(): LayerMount[] {
+    return [...this.mounts.values()];
+  }
+
+  progress(): Map<string, LayerProgress> {
+    return new Map([...this.mounts].map(([path, mount]) => [path, mount.progress()]));
+  }
+
+  async unmount(mountpoint: string): Promise<void> {
+    const path = resolve(mountpoint);
+    const mount = this.mounts.get(path);
+    if (!mount) throw new Error(`${path} is not mounted by lazypull`);
+    await mount.unmount();
+    this.mounts.delete(path);
+  }
+
+  /** Unmounts everything; tries each mount even when one fails, then reports the failures. */
+  async shutdown(): Promise<void> {
+    const results = await Promise.allSettled([...this.mounts.keys()].map((path) => this.unmount(path)));
+    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failures.length > 0) throw new AggregateError(failures.map((f) => f.reason as unknown), `${failures.length} mount(s) failed to unmount`);
+  }
+}
+
+/** lazypull FUSE mounts at or under `root` that this process does not serve (left by a crash). */
+export async function findLazypullMounts(root: string): Promise<string[]> {
+  const base = resolve(root);
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
+  const found: string[] = [];
+  for (const line of mountinfo.split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (!left || !right) continue;
+    const mountpoint = unescapeMountinfo(left.split(' ')[4] ?? '');
+    const fsType = right.split(' ')[0];
+    if (fsType !== `fuse.${FUSE_SUBTYPE}`) continue;
+    if (mountpoint === base || mountpoint.startsWith(`${base}/`)) found.push(mountpoint);
+  }
+  return found;
+}
+
+/**
+ * Unmounts lazypull mounts under `root` that no MountManager of this process serves: run at daemon
+ * start, after a crash. `fusermount -u` first; a busy mount is detached with `umount -l`.
+ */
+export async function cleanStaleMounts(root: string, manager?: MountManager): Promise<string[]> {
+  const stale = (await findLazypullMounts(root)).filter((path) => manager?.get(path) === undefined);
+  // Deepest first: a mount inside another must go before its parent.
+  stale.sort((a, b) => b.length - a.length);
+  for (const path of stale) {
+    try {
+      await execFileAsync('fusermount', ['-u', path]);
+    } catch {
+      await execFileAsync('umount', ['-l', path]);
+    }
+  }
+  return stale;
+}
+
+/** mountinfo escapes space, tab, newline and backslash as octal. */
+function unescapeMountinfo(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
