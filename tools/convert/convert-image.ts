@@ -146,9 +146,8 @@ class ImageConverter {
   private convertLayerOnce(layer: Descriptor, diffID: Digest): Promise<ConvertedLayer> {
     let pending = this.layers.get(layer.digest);
     if (!pending) {
+      // The limiter's first failure stops layers that have not started yet.
       pending = this.limiter.run(() => convertImageLayer(this.job, layer, diffID));
-      // The first failure stops layers that have not started yet.
-      pending.catch((err: unknown) => this.limiter.cancel(err));
       this.layers.set(layer.digest, pending);
     }
     return pending;

@@ -1,6 +1,7 @@
 /**
- * Runs at most `concurrency` tasks at a time. After `cancel`, tasks that have not started reject with
- * the reason instead of running: a failed conversion stops scheduling work it will throw away.
+ * Runs at most `concurrency` tasks at a time. The first failure (or `cancel`) makes tasks that have not
+ * started reject with that reason instead of running: a failed conversion stops scheduling work it
+ * would throw away.
  */
 export class TaskLimiter {
   private running = 0;
@@ -17,6 +18,9 @@ export class TaskLimiter {
     try {
       if (this.cancelled) throw this.cancelled.reason;
       return await task();
+    } catch (err) {
+      this.cancel(err);
+      throw err;
     } finally {
       const next = this.waiting.shift();
       if (next) next();

@@ -13,7 +13,7 @@ export function parseImageLocation(text: string): ImageLocation {
   if (!text.startsWith(OCI_PREFIX)) return { kind: 'registry', reference: parseReference(text) };
   const rest = text.slice(OCI_PREFIX.length);
   const colon = rest.lastIndexOf(':');
-  const hasTag = colon > 0 && !rest.slice(colon + 1).includes('/');
+  const hasTag = colon >= 0 && !rest.slice(colon + 1).includes('/');
   const dir = hasTag ? rest.slice(0, colon) : rest;
   const tag = hasTag ? rest.slice(colon + 1) : undefined;
   if (dir === '') throw new Error(`${JSON.stringify(text)}: an OCI layout needs a directory (oci:DIR[:TAG])`);

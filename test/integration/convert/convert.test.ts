@@ -3,9 +3,12 @@
  * dirs: registry->registry, oci->registry, registry->oci, multi-platform indexes, --reuse, HEAD checks,
  * cross-repository mounts (seen through a recording proxy), and bad input that must not tag DST.
  */
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ANNOTATION_TOC_DIGEST } from '../../../src/estargz/writer.js';
@@ -175,6 +178,39 @@ describe('--reuse and cross-repository mounts', () => {
   });
 });
 
+describe('uploads', () => {
+  it('chunked upload (PATCH pieces, then the closing PUT with the digest) when asked for', async () => {
+    const destination = await RegistryImageDestination.open(client, parseReference(viaProxy('chunked/app:v1')), { uploadChunkSize: 256 * 1024 });
+    const { value, requests } = await since(async () => convertImage(registrySource('src/app:v1'), destination, ESTARGZ));
+    const patches = requests.filter((r) => r.method === 'PATCH' && r.path.startsWith('/v2/chunked/app/blobs/uploads/'));
+    const biggest = Math.max(...value.manifests[0]!.layers.map((l) => l.descriptor.size));
+    expect(patches.length).toBeGreaterThanOrEqual(Math.ceil(biggest / (256 * 1024)));
+    await expectConverted(registryReader('chunked/app'), value.descriptor.digest, image);
+  });
+});
+
+describe('the lazypull convert command', () => {
+  beforeAll(async () => {
+    await buildIfStale();
+  }, 180_000);
+
+  it('converts registry -> oci layout and prints the result; bad input is one error line and exit 1', async () => {
+    const layout = join(work, 'cli-out');
+    const ok = await cli(['convert', '--chunk-size', '1MiB', `${registry.host}/src/app:v1`, `oci:${layout}:v1`]);
+    expect(ok.code, ok.stderr).toBe(0);
+    const tagged = await layoutTag(layout, 'v1');
+    expect(ok.stdout).toContain(`oci:${layout}:v1@${tagged!.digest}`);
+    expect(ok.stdout).toMatch(/linux\/amd64: sha256:[0-9a-f]{64}, 2 layers \(2 converted\)/);
+    expect(ok.stderr).toMatch(/layer [0-9a-f]{12}: converted to sha256:/);
+    await expectConverted(layoutReader(layout), tagged!.digest, image);
+
+    const bad = await cli(['convert', `${registry.host}/nothing/here:v1`, `oci:${join(work, 'cli-bad')}:v1`]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^lazypull: manifest nothing\/here:v1 not found on 127\.0\.0\.1:\d+ \(HTTP 404/m);
+    await expect(stat(join(work, 'cli-bad', 'index.json'))).rejects.toThrow(/ENOENT/);
+  });
+});
+
 describe('bad input: clear errors, DST never tagged', () => {
   it('a SRC that is not a container image', async () => {
     const config = await registry.pushBlob('artifact/x', Buffer.from('{"kind":"sbom"}'));
@@ -208,3 +244,34 @@ describe('bad input: clear errors, DST never tagged', () => {
     await expect(tagOf('refused/app:v1')).rejects.toThrow(/not found/);
   });
 });
+
+const REPO = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(process.execPath, [join(REPO, 'bin/lazypull.js'), ...args], { cwd: REPO }, (err, stdout, stderr) => {
+      done({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+async function newestSourceMtime(dir: string): Promise<number> {
+  let newest = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(join(entry.parentPath, entry.name)).mtimeMs);
+  }
+  return newest;
+}
+
+/** The CLI runs from dist/: rebuild when a source file is newer than the built command. */
+async function buildIfStale(): Promise<void> {
+  let built = 0;
+  try {
+    built = statSync(join(REPO, 'dist/src/cli/commands/convert.js')).mtimeMs;
+  } catch {
+    // not built yet
+  }
+  const newest = Math.max(await newestSourceMtime(join(REPO, 'src')), await newestSourceMtime(join(REPO, 'tools')));
+  if (built >= newest) return;
+  await new Promise<void>((done, fail) => execFile('npm', ['run', '--silent', 'build'], { cwd: REPO }, (err, _out, stderr) => (err ? fail(new Error(`build failed: ${stderr}`)) : done())));
+}
