@@ -121,6 +121,7 @@ export class BackgroundFetch {
       try {
         const missing = await this.missing(batch.chunks);
         if (missing.length > 0) await this.fetcher.getChunks(missing, priority);
+        await this.fetcher.writesSettled();
         this.completed += batch.bytes;
         return;
       } catch (err) {

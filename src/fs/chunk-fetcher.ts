@@ -54,6 +54,7 @@ export class ChunkFetcher {
   private readonly inflight = new Map<string, Promise<Buffer>>();
   private foregroundActive = 0;
   private idleWaiters: (() => void)[] = [];
+  private readonly pendingWrites = new Set<Promise<void>>();
   private readonly decoder: ChunkDecoder;
 
   constructor(private readonly options: ChunkFetcherOptions) {
@@ -87,6 +88,16 @@ export class ChunkFetcher {
       deadline.clear();
       if (foreground && --this.foregroundActive === 0) this.wakeIdle();
     }
+  }
+
+  /** Resolves when every chunk fetched so far has been handed to the cache (disk writes done). */
+  async writesSettled(): Promise<void> {
+    while (this.pendingWrites.size > 0) await Promise.all(this.pendingWrites);
+  }
+
+  private trackWrite(write: Promise<void>): Promise<void> {
+    this.pendingWrites.add(write);
+    return write.finally(() => this.pendingWrites.delete(write));
   }
 
   /** Resolves when no on-demand read is in progress. */
@@ -158,8 +169,9 @@ export class ChunkFetcher {
           const data = await this.decoder.decode(this.options.index, chunk, compressed);
           this.counters.decodedChunks++;
           settle.resolve(data);
-          // Only verified bytes get here: decode throws on a digest mismatch.
-          await this.options.cache.put(key, data).catch(() => undefined);
+          // Only verified bytes get here: decode throws on a digest mismatch. Readers do not wait for the
+          // disk write; writesSettled() does.
+          await this.trackWrite(this.options.cache.put(key, data).catch(() => undefined));
         } catch (err) {
           this.counters.failures++;
           settle.reject(err);
