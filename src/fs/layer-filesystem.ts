@@ -106,7 +106,11 @@ export class LayerFilesystem {
     const node = this.view.get(path);
     if (node === undefined) return cb(Errno.ENOENT);
     if (node.childNames === undefined) return cb(-20); // ENOTDIR
-    cb(0, ['.', '..', ...node.childNames]);
+    // Stats give each name its d_type: overlayfs recognises whiteouts in a lower layer by DT_CHR.
+    const parent = this.view.get(path === '/' ? '/' : path.slice(0, path.lastIndexOf('/')) || '/') ?? node;
+    const prefix = path === '/' ? '/' : `${path}/`;
+    const stats = [toStat(node), toStat(parent), ...node.childNames.map((name) => toStat(this.view.get(prefix + name)!))];
+    cb(0, ['.', '..', ...node.childNames], stats);
   }
 
   private open(path: string, flags: number, cb: (err: number, fd?: number) => void): void {
