@@ -30,11 +30,11 @@ export interface ChunkRef {
   readonly maxInflated: number;
   /**
    * sha256 of the uncompressed chunk; absent only for legacy stargz, served with verification off.
-   * For 'soci-span' chunks it names the whole decoded span, shared by every file piece cut from it: a
-   * cache stores the span (LayerIndex.decodeSpan) under it and the chunk is [innerOffset, innerOffset +
-   * size) of that. It is a sha256 over everything the span's bytes depend on (the zTOC's digest of the
-   * compressed bytes, the checkpoint's bits and window, the length): the compressed-bytes digest alone
-   * would let two layers with equal compressed bytes but different windows share a cache entry.
+   * Whatever the encoding, it names exactly what decode() returns (caches key decode output by it).
+   * For 'soci-span' chunks it is not a hash of those bytes but a key derived from everything they depend
+   * on (the zTOC's digest of the span's compressed bytes, which decode verifies, the checkpoint's bits
+   * and window, the piece's place in the span); SOCI's plan() returns whole-span chunks, so reads cache
+   * each span once for all the files in it.
    */
   readonly digest?: Digest;
 }
@@ -101,6 +101,4 @@ export interface LayerIndex {
   plan(entry: LayerEntry, offset: number, length: number): ChunkSlice[];
   /** Decompresses a fetched member and returns the verified chunk bytes. */
   decode(chunk: ChunkRef, compressed: Buffer): Buffer;
-  /** SOCI: the whole verified, decoded span holding a 'soci-span' chunk (the unit to cache under chunk.digest). */
-  decodeSpan?(chunk: ChunkRef, compressed: Buffer): Buffer;
 }

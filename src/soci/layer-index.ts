@@ -1,14 +1,19 @@
 /**
  * SOCI's LayerIndex: the entry tree comes from the zTOC (built by the same tree builder as eStargz, so
  * paths, implicit parents, hardlinks and whiteouts behave identically), and each regular file's chunks
- * are its slices of spans. A read fetches the span's compressed range, checks the span digest, inflates
+ * are its pieces of spans. A read fetches the span's compressed range, checks the span digest, inflates
  * from the span's checkpoint and slices. Several small files share one span; a large file spans several.
+ *
+ * Like every format, a chunk's `digest` names exactly what `decode` returns for it, because the read
+ * path caches decode output under it. A file's pieces (entry.chunks) therefore each have their own key,
+ * while `plan` hands out whole-span chunks (one shared key per span): reads through `plan` cache and
+ * share whole spans between all the files in them.
  */
 import { CorruptDataError } from '../compression/codec.js';
 import { DEFAULT_TOC_LIMITS, buildTocTree, type TocLimits } from '../estargz/toc-index.js';
 import type { TocEntryJson } from '../estargz/toc.js';
 import { ChunkVerificationError, ChunkedLayerIndex } from '../layer/chunked-index.js';
-import type { ChunkRef } from '../layer/layer-index.js';
+import type { ChunkRef, ChunkSlice, LayerEntry } from '../layer/layer-index.js';
 import { Digester, sha256, type Digest } from '../util/digest.js';
 import { SpanDecodeError, inflateSpan, type Span } from './checkpoints.js';
 import { ZtocError, readZtoc, type ParsedZtoc, type ZtocFile } from './ztoc.js';
@@ -25,6 +30,8 @@ export interface OpenSociLayerOptions {
 
 export class SociLayerIndex extends ChunkedLayerIndex {
   private readonly spansByStart: ReadonlyMap<number, Span>;
+  /** One chunk per span covering all of it, keyed by the span's cache key. */
+  private readonly wholeSpans: readonly ChunkRef[];
 
   constructor(readonly parsed: ParsedZtoc, ztocDigest: Digest, limits: TocLimits = DEFAULT_TOC_LIMITS) {
     const spansByStart = indexSpans(parsed.spans, limits.maxChunkSize);
@@ -35,14 +42,31 @@ export class SociLayerIndex extends ChunkedLayerIndex {
       encoding: 'gzip', // unused: chunksOf supplies every chunk
       requireDigests: true,
       limits,
-      chunksOf: (_entry, i) => spanChunks(parsed, keys, parsed.ztoc.files[i]!),
+      chunksOf: (_entry, i) => filePieces(parsed, keys, parsed.ztoc.files[i]!),
     });
     // Landmarks only mean something to eStargz readers; a SOCI layer says nothing about prefetching.
     super({ format: 'soci', tocDigest: ztocDigest, root: tree.root, entries: tree.entries, noPrefetch: false, verified: true });
     this.spansByStart = spansByStart;
+    this.wholeSpans = parsed.spans.map((span) => spanPiece(span, keys[span.id]!, span.uncompressedStart, span.uncompressedEnd, 0));
   }
 
-  /** The verified piece of a span a chunk names. */
+  /**
+   * Slices of whole-span chunks, so that the read path caches each span once for every file in it. The
+   * whole-span chunks are shared between files: their fileOffset is 0 and means nothing.
+   */
+  override plan(entry: LayerEntry, offset: number, length: number): ChunkSlice[] {
+    return super.plan(entry, offset, length).map((slice) => {
+      const span = this.spansByStart.get(slice.chunk.compressedOffset)!;
+      return { chunk: this.wholeSpans[span.id]!, start: slice.chunk.innerOffset + slice.start, end: slice.chunk.innerOffset + slice.end };
+    });
+  }
+
+  /** Every span as a whole-span chunk, in blob order (for prefetching a layer span by span). */
+  spanChunks(): readonly ChunkRef[] {
+    return this.wholeSpans.filter((c) => c.size > 0);
+  }
+
+  /** The verified bytes of a span piece (or of a whole span). */
   override decode(chunk: ChunkRef, compressed: Buffer): Buffer {
     const span = this.decodeSpan(chunk, compressed);
     if (chunk.innerOffset + chunk.size > span.length) throw new CorruptDataError(`chunk [${chunk.innerOffset}, +${chunk.size}) lies outside its ${span.length}-byte span`);
@@ -50,7 +74,7 @@ export class SociLayerIndex extends ChunkedLayerIndex {
   }
 
   /** The whole span holding a chunk, its compressed bytes verified against the span digest before inflating. */
-  decodeSpan(chunk: ChunkRef, compressed: Buffer): Buffer {
+  private decodeSpan(chunk: ChunkRef, compressed: Buffer): Buffer {
     const span = this.spansByStart.get(chunk.compressedOffset);
     if (chunk.encoding !== 'soci-span' || !span || span.compressedEnd !== chunk.compressedEnd) {
       throw new Error(`chunk at compressed offset ${chunk.compressedOffset} is not a span of this SOCI layer`);
@@ -101,7 +125,7 @@ function indexSpans(spans: readonly Span[], maxSpanSize: number): Map<number, Sp
 }
 
 /**
- * A content address per span for the shared chunk cache: the decoded bytes depend on the compressed
+ * A key per span for the shared chunk cache: the decoded bytes depend on the compressed
  * bytes (the zTOC span digest, verified on every fetch), the checkpoint's bits and window, and the length.
  * Uncompressed spans are their own bytes, so the span digest is already their address.
  */
@@ -137,26 +161,36 @@ function tocEntry(f: ZtocFile): TocEntryJson {
 }
 
 /** The pieces of the spans that hold [uncompressedOffset, + size) of the tar stream, in file order. */
-function spanChunks(parsed: ParsedZtoc, cacheKeys: readonly Digest[], f: ZtocFile): ChunkRef[] {
+function filePieces(parsed: ParsedZtoc, cacheKeys: readonly Digest[], f: ZtocFile): ChunkRef[] {
   const chunks: ChunkRef[] = [];
   const start = f.uncompressedOffset;
   const end = start + f.uncompressedSize;
   for (let i = spanAt(parsed.spans, start); i < parsed.spans.length && parsed.spans[i]!.uncompressedStart < end; i++) {
     const span = parsed.spans[i]!;
-    const from = Math.max(start, span.uncompressedStart);
-    const to = Math.min(end, span.uncompressedEnd);
-    chunks.push({
-      fileOffset: from - start,
-      size: to - from,
-      compressedOffset: span.compressedStart,
-      compressedEnd: span.compressedEnd,
-      innerOffset: from - span.uncompressedStart,
-      encoding: 'soci-span',
-      maxInflated: span.uncompressedEnd - span.uncompressedStart,
-      digest: cacheKeys[span.id],
-    });
+    chunks.push(spanPiece(span, cacheKeys[span.id]!, Math.max(start, span.uncompressedStart), Math.min(end, span.uncompressedEnd), start));
   }
   return chunks;
+}
+
+/**
+ * The chunk for uncompressed bytes [from, to) of a span, in a file whose data starts at fileStart. Its key
+ * is the span's key when it covers the whole span, else derived from the span key and the piece's place.
+ */
+function spanPiece(span: Span, spanKey: Digest, from: number, to: number, fileStart: number): ChunkRef {
+  const innerOffset = from - span.uncompressedStart;
+  const size = to - from;
+  const spanLength = span.uncompressedEnd - span.uncompressedStart;
+  const whole = innerOffset === 0 && size === spanLength;
+  return {
+    fileOffset: from - fileStart,
+    size,
+    compressedOffset: span.compressedStart,
+    compressedEnd: span.compressedEnd,
+    innerOffset,
+    encoding: 'soci-span',
+    maxInflated: spanLength,
+    digest: whole ? spanKey : new Digester().update(Buffer.from(`soci-span-piece\0${spanKey}\0${innerOffset}\0${size}`)).digest(),
+  };
 }
 
 /** Index of the span holding uncompressed offset `offset` (binary search). */

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_TOC_LIMITS } from '../../../src/estargz/toc-index.js';
 import { BufferSource } from '../../../src/io/random-access.js';
 import { ChunkVerificationError } from '../../../src/layer/chunked-index.js';
+import type { ChunkRef } from '../../../src/layer/layer-index.js';
 import { readFileRange } from '../../../src/layer/read.js';
 import { buildZtoc, formatRfc3339Nano, localPaxRecords } from '../../../src/soci/build.js';
 import { encodeGzipZinfo, decodeGzipZinfo } from '../../../src/soci/checkpoints.js';
@@ -107,9 +108,13 @@ describe('zTOC of a gzip layer', () => {
     const big = index.lookup('big.bin')!;
     expect(big.chunks.length).toBeGreaterThan(3);
     expect((await readFileRange(index, source, big, 12_345, 100_000)).equals(sample.files.get('big.bin')!.subarray(12_345, 112_345))).toBe(true);
-    const spanOf = (name: string) => index.lookup(name)!.chunks[0]!.digest;
-    expect(spanOf('dir/small-0.txt')).toBe(spanOf('dir/small-1.txt'));
-    expect(index.lookup('dir/small-1.txt')!.chunks[0]!.innerOffset).toBeGreaterThan(0);
+    // Pieces of one span: plan() hands out the same whole-span chunk for both files.
+    const [slice0] = index.plan(index.lookup('dir/small-0.txt')!, 0, 10);
+    const [slice1] = index.plan(index.lookup('dir/small-1.txt')!, 0, 10);
+    expect(slice1!.chunk).toBe(slice0!.chunk);
+    expect(slice1!.chunk.size).toBe(slice1!.chunk.maxInflated);
+    expect(slice1!.start).toBe(index.lookup('dir/small-1.txt')!.chunks[0]!.innerOffset);
+    expect(slice1!.start).toBeGreaterThan(0);
     expect(index.lookup('dir')!.type).toBe('dir');
     expect(index.lookup('dir/xattr.txt')!.xattrs.get('user.note')).toEqual(Buffer.from([0, 1, 2, 0xff]));
     expect(index.lookup('dir/xattr.txt')!.mtimeNsec).toBe(123456789);
@@ -119,11 +124,35 @@ describe('zTOC of a gzip layer', () => {
     expect(twin.lookup('big.bin')!.chunks[2]!.digest).not.toBe(big.chunks[2]!.digest);
     expect(twin.lookup('dir/small-0.txt')!.chunks[0]!.digest).toBe(index.lookup('dir/small-0.txt')!.chunks[0]!.digest); // span 0's checkpoint is unchanged
     expect(big.chunks.every((c) => c.digest !== undefined && !index.parsed.ztoc.spanDigests.includes(c.digest))).toBe(true);
-    // The whole span is the cacheable unit.
-    const chunk = index.lookup('dir/small-1.txt')!.chunks[0]!;
-    const span = index.decodeSpan(chunk, gz.subarray(chunk.compressedOffset, chunk.compressedEnd));
-    expect(span.length).toBe(chunk.maxInflated);
-    expect(span.subarray(chunk.innerOffset, chunk.innerOffset + chunk.size).equals(sample.files.get('dir/small-1.txt')!)).toBe(true);
+  });
+
+  it('keys every chunk by exactly what decode returns, so a digest-keyed cache never serves one file another\'s bytes', async () => {
+    const { bytes } = await sampleZtoc(gz);
+    const index = openSociLayer(bytes);
+    // What the read path does: fetch, decode, cache decode output under chunk.digest, serve later hits from the cache.
+    const cache = new Map<string, Buffer>();
+    let decodes = 0;
+    const load = (chunk: ChunkRef): Buffer => {
+      let data = cache.get(chunk.digest!);
+      if (!data) {
+        decodes++;
+        data = index.decode(chunk, gz.subarray(chunk.compressedOffset, chunk.compressedEnd));
+        cache.set(chunk.digest!, data);
+      }
+      return data;
+    };
+    for (const [name, data] of sample.files) {
+      const entry = index.lookup(name)!;
+      const viaPlan = Buffer.concat(index.plan(entry, 0, data.length).map((s) => load(s.chunk).subarray(s.start, s.end)));
+      expect(viaPlan.equals(data), `${name} via plan`).toBe(true);
+      const viaPieces = Buffer.concat(entry.chunks.map(load));
+      expect(viaPieces.equals(data), `${name} via entry.chunks`).toBe(true);
+    }
+    // Reads through plan() decode each span once, however many files share it.
+    cache.clear();
+    decodes = 0;
+    for (const [name, data] of sample.files) for (const s of index.plan(index.lookup(name)!, 0, data.length)) load(s.chunk);
+    expect(decodes).toBe(index.spanChunks().length);
   });
 
   it('refuses a span whose compressed bytes do not match its digest, returning no bytes', async () => {
