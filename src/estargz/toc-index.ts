@@ -29,7 +29,7 @@ export interface TocTree {
   noPrefetch: boolean;
 }
 
-export interface BuildContext {
+interface BuildContext {
   format: LayerFormat;
   /** End of the data region: the TOC's compressed offset. Payload offsets must lie below it. */
   dataEnd: number;
