@@ -1,0 +1,113 @@
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { MemoryOnlyChunkCache } from '../../../src/cache/index.js';
+import { ChunkFetcher, type RangeSource } from '../../../src/fs/chunk-fetcher.js';
+import { DeadlineExceededError } from '../../../src/fs/deadline.js';
+import { BufferSource } from '../../../src/io/random-access.js';
+import { pseudoRandom } from '../../helpers/fixture-tree.js';
+import { fakeLayer } from './fake-layer.js';
+
+/** Counts reads and lets a test delay, corrupt or stall them. */
+class ScriptedSource implements RangeSource {
+  readAtCalls = 0;
+  readRangesCalls: { start: number; length: number }[][] = [];
+  delayMs = 0;
+  stall = false;
+  replace?: (offset: number, data: Buffer) => Buffer;
+  private readonly inner: BufferSource;
+  constructor(blob: Buffer) {
+    this.inner = new BufferSource(blob);
+  }
+  get size(): number {
+    return this.inner.size;
+  }
+  async readAt(offset: number, length: number): Promise<Buffer> {
+    this.readAtCalls++;
+    return this.answer(offset, await this.inner.readAt(offset, length));
+  }
+  async readRanges(ranges: readonly { start: number; length: number }[]): Promise<Buffer[]> {
+    this.readRangesCalls.push([...ranges]);
+    return Promise.all(ranges.map(async (r) => this.answer(r.start, await this.inner.readAt(r.start, r.length))));
+  }
+  private async answer(offset: number, data: Buffer): Promise<Buffer> {
+    if (this.stall) await new Promise(() => undefined);
+    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+    return this.replace ? this.replace(offset, data) : data;
+  }
+}
+
+function setup(deadlineMs = 2000) {
+  const data = pseudoRandom(1, 5 * 1000);
+  const layer = fakeLayer([{ path: 'file', data, chunkSize: 1000 }, { path: 'other', data: pseudoRandom(2, 300) }]);
+  const source = new ScriptedSource(layer.blob);
+  const cache = new MemoryOnlyChunkCache();
+  const fetcher = new ChunkFetcher({ index: layer.index, source, cache, layerDigest: 'sha256:layer', deadlineMs });
+  const file = layer.index.lookup('file')!;
+  return { data, layer, source, cache, fetcher, file };
+}
+
+describe('ChunkFetcher', () => {
+  it('fetches all chunks one read needs in one coalesced request and returns exactly the requested bytes', async () => {
+    const { data, layer, source, fetcher, file } = setup();
+    const parts = await fetcher.readSlices(layer.index.plan(file, 1500, 2000));
+    expect(Buffer.concat(parts).equals(data.subarray(1500, 3500))).toBe(true);
+    expect(source.readRangesCalls).toHaveLength(1);
+    expect(source.readRangesCalls[0]).toHaveLength(3);
+  });
+
+  it('shares one fetch among concurrent readers of the same chunk', async () => {
+    const { data, source, fetcher, file } = setup();
+    source.delayMs = 20;
+    const results = await Promise.all(Array.from({ length: 10 }, () => fetcher.getChunks([file.chunks[2]!], 'foreground')));
+    for (const [chunk] of results) expect(chunk!.equals(data.subarray(2000, 3000))).toBe(true);
+    expect(source.readRangesCalls).toHaveLength(1);
+    expect(fetcher.counters.decodedChunks).toBe(1);
+  });
+
+  it('serves cached chunks without touching the source', async () => {
+    const { source, fetcher, file } = setup();
+    await fetcher.getChunks(file.chunks, 'foreground');
+    const before = source.readRangesCalls.length;
+    await fetcher.getChunks(file.chunks, 'foreground');
+    expect(source.readRangesCalls.length).toBe(before);
+  });
+
+  it('rejects bytes that do not match the chunk digest and caches nothing, then recovers', async () => {
+    const { data, source, cache, fetcher, file } = setup();
+    // A valid gzip member with the wrong content: only the digest check can catch it.
+    source.replace = () => gzipSync(Buffer.alloc(1000, 7));
+    await expect(fetcher.getChunks([file.chunks[0]!], 'foreground')).rejects.toThrow(/digest/);
+    expect(await cache.has(file.chunks[0]!.digest!)).toBe(false);
+    source.replace = undefined;
+    const [chunk] = await fetcher.getChunks([file.chunks[0]!], 'foreground');
+    expect(chunk!.equals(data.subarray(0, 1000))).toBe(true);
+    expect(await cache.has(file.chunks[0]!.digest!)).toBe(true);
+  });
+
+  it('fails an on-demand read at the deadline when the source never answers', async () => {
+    const { source, fetcher, file } = setup(150);
+    source.stall = true;
+    const started = Date.now();
+    await expect(fetcher.getChunks([file.chunks[0]!], 'foreground')).rejects.toBeInstanceOf(DeadlineExceededError);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(fetcher.foregroundPending).toBe(0);
+  });
+
+  it('lets background work wait while an on-demand read is in progress', async () => {
+    const { source, fetcher, file } = setup();
+    source.delayMs = 50;
+    let decodedWhenIdle = -1;
+    const foreground = fetcher.getChunks([file.chunks[0]!], 'foreground');
+    expect(fetcher.foregroundPending).toBe(1);
+    const idle = fetcher.whenIdle().then(() => (decodedWhenIdle = fetcher.counters.decodedChunks));
+    await Promise.all([foreground, idle]);
+    expect(decodedWhenIdle).toBe(1); // woken only after the on-demand chunk was fetched and decoded
+  });
+
+  it('keys chunks without a digest by layer and offset', () => {
+    const { fetcher, file } = setup();
+    const { digest: _digest, ...undigested } = file.chunks[1]!;
+    expect(fetcher.keyOf(undigested)).toBe(`unverified:sha256:layer:${file.chunks[1]!.compressedOffset}:0`);
+    expect(fetcher.keyOf(file.chunks[1]!)).toBe(file.chunks[1]!.digest);
+  });
+});
