@@ -4,3 +4,4 @@ export { DEFAULT_BACKGROUND_FETCH, type BackgroundFetchOptions, type LayerProgre
 export { ChunkFetcher, FetchFailedError, type FetchCounters, type FetchPriority, type RangeSource } from './chunk-fetcher.js';
 export { inlineDecoder, type ChunkDecoder } from './chunk-decoder.js';
 export { LayerView, OPAQUE_XATTR, type FsNode } from './layer-view.js';
+export { WorkerDecoder, ChunkDecodeError, DEFAULT_WORKER_DECODER, type WorkerDecoderOptions } from './worker-decoder.js';

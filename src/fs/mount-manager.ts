@@ -3,6 +3,8 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { LayerProgress } from './background-fetch.js';
+import type { ChunkDecoder } from './chunk-decoder.js';
+import { WorkerDecoder } from './worker-decoder.js';
 import { FUSE_SUBTYPE, LayerMount, type LayerMountOptions } from './layer-mount.js';
 
 const execFileAsync = promisify(execFile);
@@ -14,11 +16,17 @@ const execFileAsync = promisify(execFile);
  */
 export class MountManager {
   private readonly mounts = new Map<string, LayerMount>();
+  /** Shared by every mount: one small pool for the whole daemon. */
+  private readonly decoder: ChunkDecoder;
+
+  constructor(options: { decoder?: ChunkDecoder } = {}) {
+    this.decoder = options.decoder ?? new WorkerDecoder();
+  }
 
   async mount(options: LayerMountOptions): Promise<LayerMount> {
     const mountpoint = resolve(options.mountpoint);
     if (this.mounts.has(mountpoint)) throw new Error(`${mountpoint} is already mounted by lazypull`);
-    const mount = await LayerMount.mount({ ...options, mountpoint });
+    const mount = await LayerMount.mount({ decoder: this.decoder, ...options, mountpoint });
     this.mounts.set(mountpoint, mount);
     return mount;
   }
@@ -43,9 +51,10 @@ export class MountManager {
     this.mounts.delete(path);
   }
 
-  /** Unmounts everything; tries each mount even when one fails, then reports the failures. */
+  /** Unmounts everything and stops the decode workers; tries each mount even when one fails, then reports the failures. */
   async shutdown(): Promise<void> {
     const results = await Promise.allSettled([...this.mounts.keys()].map((path) => this.unmount(path)));
+    await this.decoder.close?.();
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failures.length > 0) throw new AggregateError(failures.map((f) => f.reason as unknown), `${failures.length} mount(s) failed to unmount`);
   }

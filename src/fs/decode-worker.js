@@ -1,0 +1,57 @@
+// Plain JavaScript on purpose: Piscina loads this file in worker threads without a TypeScript loader.
+import { createHash } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
+import { zstdBinding } from '../compression/compress-core.js';
+
+/**
+ * @typedef {object} DecodeTask
+ * @property {'gzip' | 'zstd'} encoding
+ * @property {Uint8Array} compressed   the whole member (gzip) or frame run (zstd)
+ * @property {number} innerOffset      where the chunk starts in the inflated member
+ * @property {number} size             chunk length
+ * @property {number} maxInflated      bound on inflation (decompression bombs fail)
+ * @property {string | undefined} digest  `sha256:` the chunk must hash to; undefined: unverified layer
+ *
+ * @typedef {{ data: Uint8Array } | { error: string, kind: 'corrupt' | 'verification' }} DecodeResult
+ */
+
+/** @type {{ decompress(dst: Uint8Array, src: Uint8Array): number } | undefined} */
+let zstdContext;
+
+/**
+ * @param {DecodeTask['encoding']} encoding
+ * @param {Buffer} compressed
+ * @param {number} maxInflated
+ * @returns {Buffer}
+ */
+function inflate(encoding, compressed, maxInflated) {
+  if (encoding === 'gzip') return gunzipSync(compressed, { maxOutputLength: Math.max(1, maxInflated) });
+  zstdContext ??= new zstdBinding.DCtx();
+  const out = Buffer.allocUnsafe(maxInflated);
+  return out.subarray(0, zstdContext.decompress(out, compressed));
+}
+
+/**
+ * Inflates one member, cuts the chunk out and checks its sha256: the same rules as the format's decode,
+ * for the encodings every chunked format shares. Errors come back as values (kind + message).
+ * @param {DecodeTask} task
+ * @returns {DecodeResult}
+ */
+export default function decodeChunk(task) {
+  const compressed = Buffer.from(task.compressed.buffer, task.compressed.byteOffset, task.compressed.byteLength);
+  let inflated;
+  try {
+    inflated = inflate(task.encoding, compressed, task.maxInflated);
+  } catch (err) {
+    return { kind: 'corrupt', error: `invalid ${task.encoding} member: ${/** @type {Error} */ (err).message}` };
+  }
+  if (inflated.length < task.innerOffset + task.size) {
+    return { kind: 'corrupt', error: `member inflates to ${inflated.length} bytes, short of the chunk's ${task.innerOffset + task.size}` };
+  }
+  const data = inflated.subarray(task.innerOffset, task.innerOffset + task.size);
+  if (task.digest !== undefined) {
+    const actual = `sha256:${createHash('sha256').update(data).digest('hex')}`;
+    if (actual !== task.digest) return { kind: 'verification', error: `chunk has digest ${actual}, expected ${task.digest}` };
+  }
+  return { data };
+}

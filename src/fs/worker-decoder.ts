@@ -1,0 +1,65 @@
+import { Piscina } from 'piscina';
+import type { ChunkRef, LayerIndex } from '../layer/layer-index.js';
+import type { ChunkDecoder } from './chunk-decoder.js';
+
+export class ChunkDecodeError extends Error {
+  override name = 'ChunkDecodeError';
+  constructor(
+    message: string,
+    readonly kind: 'corrupt' | 'verification',
+  ) {
+    super(message);
+  }
+}
+
+type DecodeResult = { data: Uint8Array } | { error: string; kind: 'corrupt' | 'verification' };
+
+export interface WorkerDecoderOptions {
+  /**
+   * Chunks that inflate to at least this many bytes go to a worker; smaller ones stay inline, where the
+   * round trip costs more than the work. Default 512 KiB (benchmarks/fs/decode.ts: below it inline is
+   * faster and stalls the main thread under 10 ms; a 4 MiB chunk inline stalls it about 100 ms).
+   */
+  minWorkerBytes: number;
+  threads: number;
+}
+
+export const DEFAULT_WORKER_DECODER: WorkerDecoderOptions = { minWorkerBytes: 512 * 1024, threads: 2 };
+
+/**
+ * Decodes large chunks on worker threads so inflating and hashing a 4 MiB chunk (15-100 ms of gzip)
+ * does not hold up every other FUSE answer on the main thread; small chunks stay inline, where a
+ * worker round trip would cost more than the work. Only the shared encodings (gzip, zstd) with the
+ * layer's verification on go to workers; everything else uses the format's own decode.
+ */
+export class WorkerDecoder implements ChunkDecoder {
+  private readonly pool: Piscina;
+
+  constructor(private readonly options: WorkerDecoderOptions = DEFAULT_WORKER_DECODER) {
+    this.pool = new Piscina({
+      filename: new URL('./decode-worker.js', import.meta.url).href,
+      minThreads: 1,
+      maxThreads: Math.max(1, options.threads),
+      idleTimeout: 5000,
+    });
+  }
+
+  async decode(index: LayerIndex, chunk: ChunkRef, compressed: Buffer): Promise<Buffer> {
+    const offload = (chunk.encoding === 'gzip' || chunk.encoding === 'zstd') && chunk.innerOffset + chunk.size >= this.options.minWorkerBytes && (!index.verified || chunk.digest !== undefined);
+    if (!offload) return index.decode(chunk, compressed);
+    const result = (await this.pool.run({
+      encoding: chunk.encoding,
+      compressed,
+      innerOffset: chunk.innerOffset,
+      size: chunk.size,
+      maxInflated: chunk.maxInflated,
+      digest: index.verified ? chunk.digest : undefined,
+    })) as DecodeResult;
+    if ('error' in result) throw new ChunkDecodeError(`chunk at compressed offset ${chunk.compressedOffset}: ${result.error}`, result.kind);
+    return Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}
