@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { registerLayerCommands } from './commands/layer.js';
 import { registerConvertLayer } from './commands/convert-layer.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerServe } from './commands/serve.js';
 import { registerConvert } from './commands/convert.js';
 import { registerSoci } from './commands/soci.js';
 
@@ -15,6 +16,7 @@ export function buildProgram(): Command {
   registerLayerCommands(program);
   registerConvertLayer(program);
   registerInspect(program);
+  registerServe(program);
   registerConvert(program);
   registerSoci(program);
   return program;

@@ -135,7 +135,8 @@ export class Snapshotter {
       return record;
     });
     // The row is gone; failing to free the directory now only delays it to the next Cleanup.
-    await this.removeDirectory(removed.id).catch((err: Error) => this.log.warn('snapshot directory left for Cleanup', { id: removed.id, error: err.message }));
+    const wasRemote = removed.labels[REMOTE_LABEL] !== undefined;
+    await this.removeDirectory(removed.id, wasRemote).catch((err: Error) => this.log.warn('snapshot directory left for Cleanup', { id: removed.id, error: err.message }));
   }
 
   async stat(key: string): Promise<SnapshotInfo> {
@@ -274,10 +275,13 @@ export class Snapshotter {
     return temp;
   }
 
-  /** Releases a remote mount on the snapshot's fs dir, then deletes the directory; never deletes through a mount. */
-  private async removeDirectory(id: string): Promise<void> {
+  /**
+   * Releases the remote mount on the snapshot's fs dir (of a remote snapshot, or whatever is still
+   * mounted there), then deletes the directory; never deletes through a mount.
+   */
+  private async removeDirectory(id: string, remote = false): Promise<void> {
     const dir = join(this.snapshotsDir, id);
-    if (mountPointsUnder(dir).length > 0) await this.remote.release(this.upperPath(id));
+    if (remote || mountPointsUnder(dir).length > 0) await this.remote.release(this.upperPath(id));
     const left = mountPointsUnder(dir);
     if (left.length > 0) throw new Error(`still mounted: ${left.join(', ')}`);
     await rm(dir, { recursive: true, force: true });
