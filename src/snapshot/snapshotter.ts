@@ -95,6 +95,7 @@ export class Snapshotter {
   }
 
   async prepare(key: string, parent: string, labels: Labels = {}): Promise<Mount[]> {
+    this.log.debug('prepare', { key, parent, labels });
     const chainId = labels[SNAPSHOT_REF_LABEL];
     if (chainId === undefined || chainId === '') return this.mountsOf(await this.create('active', key, parent, labels));
     return this.prepareLayer(key, parent, labels, chainId);
