@@ -9,7 +9,7 @@ import { NoRemoteLayers } from '../../snapshot/remote-layer.js';
 import { Snapshotter } from '../../snapshot/snapshotter.js';
 import { SqliteMetadataStore } from '../../snapshot/sqlite-store.js';
 
-interface ServeFlags {
+export interface ServeFlags {
   config: string;
   root?: string;
   address?: string;
@@ -22,7 +22,7 @@ function parseLogLevel(value: string): LogLevel {
 }
 
 /** The config file, then the flags given on the command line on top of it. */
-async function effectiveConfig(flags: ServeFlags): Promise<DaemonConfig> {
+export async function effectiveConfig(flags: ServeFlags): Promise<DaemonConfig> {
   const fromFile = await loadDaemonConfig(flags.config);
   return {
     root: flags.root ?? fromFile.root,

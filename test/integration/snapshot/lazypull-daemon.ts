@@ -19,8 +19,8 @@ export interface LazypullDaemon {
   socket: string;
   pid: number;
   log(): string;
-  /** Sends SIGTERM and waits; returns the exit code (null when it had to be killed). */
-  stop(): Promise<number | null>;
+  /** Sends SIGTERM and waits: the exit code (null when it had to be killed) and whether the socket outlived it. */
+  stop(): Promise<{ code: number | null; socketLeft: boolean }>;
 }
 
 const live = new Set<ChildProcess>();
@@ -74,17 +74,17 @@ export async function startLazypull(extraArgs: string[] = []): Promise<LazypullD
   live.add(child);
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const log = () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
-  let stopped = false;
-  const stop = async (): Promise<number | null> => {
-    if (stopped) return exited;
-    stopped = true;
+  let stopped: Promise<{ code: number | null; socketLeft: boolean }> | undefined;
+  const stop = () => (stopped ??= terminate());
+  const terminate = async () => {
     try {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         const code = await Promise.race([exited, sleep(10_000).then(() => 'timeout' as const)]);
         if (code === 'timeout') child.kill('SIGKILL');
       }
-      return await exited;
+      const code = await exited;
+      return { code, socketLeft: existsSync(socket) };
     } finally {
       live.delete(child);
       unmountUnder(dir);

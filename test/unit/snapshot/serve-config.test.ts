@@ -25,3 +25,15 @@ describe('daemon config', () => {
     expect(() => parseDaemonConfig('root = ', 'c.toml')).toThrow(/^c\.toml: /);
   });
 });
+
+describe('lazypull serve flags', () => {
+  const { makeRoot } = useSnapshotters();
+
+  it('override the config file key by key', async () => {
+    const { effectiveConfig } = await import('../../../src/cli/commands/serve.js');
+    const file = join(await makeRoot(), 'config.toml');
+    await writeFile(file, 'root = "/srv/lp"\naddress = "/run/lp/x.sock"\nlog_level = "warn"\n');
+    expect(await effectiveConfig({ config: file, address: '/tmp/flag.sock' })).toEqual({ root: '/srv/lp', address: '/tmp/flag.sock', logLevel: 'warn' });
+    expect(await effectiveConfig({ config: file, root: '/r', logLevel: 'debug' })).toEqual({ root: '/r', address: '/run/lp/x.sock', logLevel: 'debug' });
+  });
+});
