@@ -4,6 +4,7 @@ import { BackgroundFetch, DEFAULT_BACKGROUND_FETCH, type BackgroundFetchOptions,
 import type { ChunkDecoder } from './chunk-decoder.js';
 import { ChunkFetcher, type FetchCounters, type RangeSource } from './chunk-fetcher.js';
 import { mountFuse, type FuseMount } from './fuse-binding.js';
+import { observeOperations, type FuseObserver } from './fuse-observer.js';
 import { LayerFilesystem } from './layer-filesystem.js';
 import { LayerView } from './layer-view.js';
 
@@ -30,6 +31,8 @@ export interface LayerMountOptions {
   allowOther?: boolean;
   debug?: boolean;
   onReadError?: (path: string, error: unknown) => void;
+  /** Told the duration and errno of every FUSE operation (the daemon's metrics). */
+  observer?: FuseObserver;
 }
 
 export const DEFAULT_FETCH_DEADLINE_MS = 30_000;
@@ -66,7 +69,8 @@ export class LayerMount {
       ...(options.onReadError ? { onReadError: options.onReadError } : {}),
     });
     const kernelCache = options.kernelCacheSeconds ?? DEFAULT_KERNEL_CACHE_SECONDS;
-    const fuse = await mountFuse(options.mountpoint, filesystem.operations(), {
+    const operations = filesystem.operations();
+    const fuse = await mountFuse(options.mountpoint, options.observer ? observeOperations(operations, options.observer) : operations, {
       timeout: false,
       force: true,
       allowOther: options.allowOther ?? true,

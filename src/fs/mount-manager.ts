@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { LayerProgress } from './background-fetch.js';
 import type { ChunkDecoder } from './chunk-decoder.js';
+import type { FuseObserver } from './fuse-observer.js';
 import { WorkerDecoder } from './worker-decoder.js';
 import { FUSE_SUBTYPE, LayerMount, type LayerMountOptions } from './layer-mount.js';
 
@@ -18,15 +19,18 @@ export class MountManager {
   private readonly mounts = new Map<string, LayerMount>();
   /** Shared by every mount: one small pool for the whole daemon. */
   private readonly decoder: ChunkDecoder;
+  /** Given to every mount (a mount's own `observer` option wins). */
+  private readonly observer: FuseObserver | undefined;
 
-  constructor(options: { decoder?: ChunkDecoder } = {}) {
+  constructor(options: { decoder?: ChunkDecoder; observer?: FuseObserver } = {}) {
     this.decoder = options.decoder ?? new WorkerDecoder();
+    this.observer = options.observer;
   }
 
   async mount(options: LayerMountOptions): Promise<LayerMount> {
     const mountpoint = resolve(options.mountpoint);
     if (this.mounts.has(mountpoint)) throw new Error(`${mountpoint} is already mounted by lazypull`);
-    const mount = await LayerMount.mount({ decoder: this.decoder, ...options, mountpoint });
+    const mount = await LayerMount.mount({ decoder: this.decoder, observer: this.observer, ...options, mountpoint });
     this.mounts.set(mountpoint, mount);
     return mount;
   }
