@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import { parsePlatform, type Platform } from '../remote/index.js';
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1 << 10, kb: 1000, kib: 1 << 10, m: 1 << 20, mb: 1e6, mib: 1 << 20, g: 1 << 30, gb: 1e9, gib: 1 << 30 };
 
@@ -15,4 +16,25 @@ export function parseSize(value: string): number {
 /** One path per line; blank lines and `#` comments are ignored. */
 export function readPathList(text: string): string[] {
   return text.split('\n').map((line) => line.replace(/#.*$/, '').trim()).filter((line) => line !== '');
+}
+
+/** `--platform os/arch[/variant]` as a commander option parser. */
+export function parsePlatformOption(value: string): Platform {
+  try {
+    return parsePlatform(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+/** Bytes for people: `512 B`, `66.1 KiB`, `1.5 GiB`. */
+export function humanSize(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }

@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { convertImage, openImageDestination, openImageSource, parseImageLocation, terminalProgress, type ConvertImageResult } from '../../../tools/convert/index.js';
-import { DEFAULT_HOSTS_DIR, formatPlatform, parsePlatform, RegistryClient, type Platform } from '../../remote/index.js';
-import { parseSize, readPathList } from '../options.js';
+import { DEFAULT_HOSTS_DIR, formatPlatform, RegistryClient, type Platform } from '../../remote/index.js';
+import { parsePlatformOption, parseSize, readPathList } from '../options.js';
 
 interface ConvertCommandOptions {
   estargz?: boolean;
@@ -83,14 +83,6 @@ function summary(dst: string, result: ConvertImageResult): string {
     lines.push(`  ${platform}: ${manifest.descriptor.digest}, ${manifest.layers.length} layers (${[...counts].map(([action, n]) => `${n} ${action}`).join(', ')})`);
   }
   return `${lines.join('\n')}\n`;
-}
-
-function parsePlatformOption(value: string): Platform {
-  try {
-    return parsePlatform(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
 }
 
 function parseCount(value: string): number {

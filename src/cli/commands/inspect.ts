@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
+import { humanSize, parsePlatformOption } from '../options.js';
 import { detectFooter, MAX_FOOTER_SIZE, type FooterInfo } from '../../estargz/footer.js';
-import { DEFAULT_HOSTS_DIR, formatPlatform, parsePlatform, RegistryClient, type Descriptor, type Platform, type ResolvedImage } from '../../remote/index.js';
+import { DEFAULT_HOSTS_DIR, formatPlatform, RegistryClient, type Descriptor, type Platform, type ResolvedImage } from '../../remote/index.js';
 
 const TOC_DIGEST_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
 const ZSTD_CHUNKED_CHECKSUM_ANNOTATIONS = ['io.containers.zstd-chunked.manifest-checksum', 'io.github.containers.zstd-chunked.manifest-checksum'];
@@ -83,17 +83,6 @@ export async function inspectImage(client: RegistryClient, reference: string, pl
   return { image, ...(platform ? { platform: formatPlatform(platform) } : {}), layers };
 }
 
-function humanSize(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
-
 export function formatInspectReport(report: InspectReport): string {
   const { image } = report;
   const lines = [`reference: ${image.reference}`, `served by: ${image.host}`];
@@ -127,13 +116,7 @@ export function registerInspect(program: Command): void {
     .description('print the resolved manifest of an image and, per layer, whether it can be pulled lazily')
     .argument('<reference>', 'image reference, e.g. ghcr.io/org/app:tag or 127.0.0.1:5000/app@sha256:...')
     .option('--plain-http', 'talk plain HTTP to the registry (default only for localhost and 127.0.0.0/8)')
-    .option('--platform <os/arch[/variant]>', "platform to pick from an index (default: this host's)", (value: string) => {
-      try {
-        return parsePlatform(value);
-      } catch (err) {
-        throw new InvalidArgumentError((err as Error).message);
-      }
-    })
+    .option('--platform <os/arch[/variant]>', "platform to pick from an index (default: this host's)", parsePlatformOption)
     .option('--hosts-dir <dir>', "containerd's hosts.toml directory", DEFAULT_HOSTS_DIR)
     .option('--json', 'print the report as JSON')
     .action(async (reference: string, options: InspectOptions) => {
