@@ -5,6 +5,7 @@ import { registerInspect } from './commands/inspect.js';
 import { registerServe } from './commands/serve.js';
 import { registerConvert } from './commands/convert.js';
 import { registerSoci } from './commands/soci.js';
+import { registerRpull } from './commands/rpull.js';
 
 /** The `lazypull` command: a thin shell over the libraries; each command lives in ./commands. */
 export function buildProgram(): Command {
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerServe(program);
   registerConvert(program);
   registerSoci(program);
+  registerRpull(program);
   return program;
 }
 
