@@ -7,7 +7,8 @@
  *
  * Run: npx vite-node benchmarks/fs/main.ts
  * Env: FS_BENCH_FILES (small files, default 20000), FS_BENCH_BIG_MIB (large file, default 1024),
- *      FS_BENCH_RANDOM_READS (default 5000). Needs root (drop_caches, FUSE).
+ *      FS_BENCH_RANDOM_READS (default 5000), FS_BENCH_METRICS=1 (every FUSE operation reported to the
+ *      daemon's metrics, to measure what that costs). Needs root (drop_caches, FUSE).
  */
 import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile, open } from 'node:fs/promises';
@@ -20,6 +21,7 @@ import { convertLayerFile } from '../../src/estargz/writer.js';
 import { MountManager } from '../../src/fs/mount-manager.js';
 import { inlineDecoder } from '../../src/fs/chunk-decoder.js';
 import type { LayerMount } from '../../src/fs/layer-mount.js';
+import { DaemonMetrics } from '../../src/metrics/index.js';
 import { RegistryClient, parseReference } from '../../src/remote/index.js';
 import { extractTar, makeTar, pseudoRandom } from '../../test/helpers/fixture-tree.js';
 import { forceUnmount } from '../../test/helpers/fuse.js';
@@ -80,7 +82,10 @@ async function main(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'lazypull-fs-bench-'));
   const registry = await startRegistry();
   const client = new RegistryClient({ dockerConfig: false, hostsDir: null });
-  const manager = new MountManager(process.env.FS_BENCH_INLINE ? { decoder: inlineDecoder } : {});
+  const manager = new MountManager({
+    ...(process.env.FS_BENCH_INLINE ? { decoder: inlineDecoder } : {}),
+    ...(process.env.FS_BENCH_METRICS ? { observer: new DaemonMetrics().fuseObserver } : {}),
+  });
   let cache: TieredChunkCache | undefined;
   try {
     const tree = join(work, 'tree');
