@@ -36,7 +36,8 @@ export class SnapshotsClient {
   }
 
   async prepare(key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
-    const response = await this.call<{ mounts: Mount[] }>('Prepare', { key, parent, labels }, `prepare snapshot ${key}`);
+    // A remote snapshotter fetches and verifies the layer's TOC inside Prepare: allow it the time a slow registry needs.
+    const response = await this.call<{ mounts: Mount[] }>('Prepare', { key, parent, labels }, `prepare snapshot ${key}`, 10 * 60_000);
     return response.mounts;
   }
 
@@ -48,9 +49,9 @@ export class SnapshotsClient {
     await this.call('Remove', { key }, `remove snapshot ${key}`);
   }
 
-  private async call<Response>(method: string, request: object, what: string): Promise<Response> {
+  private async call<Response>(method: string, request: object, what: string, timeoutMs?: number): Promise<Response> {
     try {
-      return await this.connection.unary<Response>('snapshots', method, { snapshotter: this.snapshotter, ...request }, `${what} (snapshotter ${this.snapshotter})`);
+      return await this.connection.unary<Response>('snapshots', method, { snapshotter: this.snapshotter, ...request }, `${what} (snapshotter ${this.snapshotter})`, timeoutMs);
     } catch (err) {
       throw this.explain(err);
     }
@@ -59,7 +60,8 @@ export class SnapshotsClient {
   /** The two failures users cause by configuration, said in their terms. */
   private explain(err: unknown): unknown {
     if (!(err instanceof ContainerdError)) return err;
-    if (err.code === grpc.status.NOT_FOUND && /snapshotter not loaded/.test(err.details)) {
+    // containerd 1.6 answers InvalidArgument here, later versions NotFound: the message is what is stable.
+    if (/snapshotter not loaded/.test(err.details)) {
       return new UnknownSnapshotterError(`containerd has no snapshotter named ${JSON.stringify(this.snapshotter)} (for lazypull, add its [proxy_plugins.${this.snapshotter}] table to containerd's config and restart containerd)`);
     }
     if (err.code === grpc.status.UNAVAILABLE) {
