@@ -185,7 +185,9 @@ describe('lazypull rpull', () => {
     expect(noContainerd).toMatch(/^lazypull: cannot reach containerd: no socket at /);
     const notFound = await rpullFailure(['--address', cd().address, '--namespace', cd().namespace, `${reg.host}/test/missing:v1`]);
     expect(notFound).toMatch(/^lazypull: .*not found/);
-    for (const stderr of [noSnapshotter, noContainerd, notFound]) {
+    const wrongSocket = await rpullFailure(['--address', (lazypull as LazypullDaemon).socket, plain.reference]);
+    expect(wrongSocket).toMatch(/^lazypull: .*lazypull\.sock does not serve containerd's API/);
+    for (const stderr of [noSnapshotter, noContainerd, notFound, wrongSocket]) {
       expect(stderr.trim().split('\n')).toHaveLength(1);
       expect(stderr).not.toMatch(/\n\s+at /);
     }
