@@ -86,7 +86,11 @@ class BarDisplay implements PullDisplay {
     // A lazy layer's bar stays empty: nothing was downloaded.
     bar.update(outcome.kind === 'lazy' ? 0 : bar.getTotal(), { state });
   }
+  private stopped = false;
+  /** Idempotent: a second stop() would redraw the bars over the summary. */
   stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
     this.multibar.stop();
   }
 }
