@@ -151,8 +151,8 @@ export async function remotePull(options: RemotePullOptions): Promise<PullResult
   try {
     const content = new ContentClient(connection);
     await storeDocuments(content, docs);
-    const chain = chainIds(docs.diffIds);
     const unpacker = new Unpacker(options, content, resolved, docs.ref.withDigest(target.digest), docs.diffIds);
+    const chain = unpacker.chain;
     const layerResults: PulledLayer[] = [];
     for (let i = 0; i < layers.length; i++) {
       signal?.throwIfAborted();
@@ -198,7 +198,8 @@ async function labelUnpacked(content: ContentClient, snapshotter: string, docs: 
 class Unpacker {
   private readonly snapshots: SnapshotsClient;
   private readonly diff: DiffClient;
-  private readonly chain: string[];
+  /** The chainID of each layer: the name its snapshot is committed under. */
+  readonly chain: string[];
 
   constructor(
     private readonly options: RemotePullOptions,
