@@ -4,13 +4,14 @@
  * layer by layer and runs; an eStargz image is mounted lazily and runs after far fewer registry bytes
  * than its size; configuration mistakes end in one clear line and exit status 1.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainIds } from '../../../src/containerd/chain-id.js';
 import { parseReference, RegistryClient } from '../../../src/remote/index.js';
 import { NoRemoteLayers } from '../../../src/snapshot/remote-layer.js';
-import { CommandError, run, startContainerd, unmountUnder, type Containerd } from '../../helpers/containerd.js';
+import { CommandError, mountsUnder, run, startContainerd, unmountUnder, type Containerd } from '../../helpers/containerd.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
 import { buildIfStale, REPO, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
 import { pushEchoImage, startCountingRelay, type CountingRelay, type PushedImage } from './fixtures.js';
@@ -58,6 +59,8 @@ async function stopDaemon(daemon: LazypullDaemon): Promise<void> {
   const stopping = daemon.stop();
   const stopped = await Promise.race([stopping.then(() => true), sleep(30_000).then(() => false)]);
   if (stopped) return;
+  // `umount -f` aborts the FUSE connection (even when the mount is busy), which frees the daemon.
+  for (const point of mountsUnder(daemon.dir)) spawnSync('umount', ['-f', point], { stdio: 'ignore' });
   unmountUnder(daemon.dir);
   await stopping;
   throw new Error(`lazypull serve (pid ${daemon.pid}) did not stop until its FUSE mounts were detached: it was blocked on its own mount`);
@@ -65,6 +68,8 @@ async function stopDaemon(daemon: LazypullDaemon): Promise<void> {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const cd = () => containerd as Containerd;
+/** ctr with a bound: a stuck snapshotter fails the test in seconds instead of holding the suite. */
+const ctr = (args: string[], timeoutMs = 30_000) => cd().ctr(args, { timeoutMs });
 
 function rpull(args: string[], timeoutMs = 120_000) {
   return run(process.execPath, [LAZYPULL, 'rpull', '--address', cd().address, '--namespace', cd().namespace, ...args], { timeoutMs });
@@ -87,9 +92,9 @@ function layerLines(stdout: string): Map<string, string> {
   return new Map([...stdout.matchAll(/^layer (sha256:[0-9a-f]{64}) (.*)$/gm)].map((m) => [m[1] as string, m[2] as string]));
 }
 
-const snapshotsLs = async () => (await cd().ctr(['snapshots', '--snapshotter', 'lazypull', 'ls'])).stdout;
+const snapshotsLs = async () => (await ctr(['snapshots', '--snapshotter', 'lazypull', 'ls'])).stdout;
 const committed = async () => (await snapshotsLs()).split('\n').filter((line) => /\sCommitted\s*$/.test(line)).map((line) => line.split(/\s+/)[0] as string);
-const runEcho = async (image: string, id: string) => (await cd().ctr(['run', '--rm', '--snapshotter', 'lazypull', image, id, 'echo', 'hello'], { timeoutMs: 60_000 })).stdout;
+const runEcho = async (image: string, id: string) => (await ctr(['run', '--rm', '--snapshotter', 'lazypull', image, id, 'echo', 'hello'], 60_000)).stdout;
 
 describe('lazypull rpull', () => {
   it('pulls a plain gzip image: every layer falls back, is downloaded and applied, and the image runs', async () => {
@@ -107,7 +112,7 @@ describe('lazypull rpull', () => {
     const fallbacks = (lazypull as LazypullDaemon).log().split('\n').filter((line) => line.includes('layer pulled normally, not lazily'));
     expect(fallbacks.length).toBeGreaterThanOrEqual(2);
 
-    expect((await cd().ctr(['images', 'ls', '-q'])).stdout.split('\n')).toContain(plain.reference);
+    expect((await ctr(['images', 'ls', '-q'])).stdout.split('\n')).toContain(plain.reference);
     // containerd names the snapshots by the chainIDs it computes itself; `ctr run` finds them (so it
     // does not unpack again) only when ours are the same.
     const chain = chainIds(plain.diffIds);
@@ -117,11 +122,11 @@ describe('lazypull rpull', () => {
 
     // The config marks the image unpacked for lazypull, and that keeps the chain through a full GC once
     // the pull's lease is gone.
-    const configLine = (await cd().ctr(['content', 'ls'])).stdout.split('\n').find((line) => line.includes(`containerd.io/gc.ref.snapshot.lazypull=${chain[1]}`));
+    const configLine = (await ctr(['content', 'ls'])).stdout.split('\n').find((line) => line.includes(`containerd.io/gc.ref.snapshot.lazypull=${chain[1]}`));
     expect(configLine).toBeDefined();
-    expect((await cd().ctr(['leases', 'ls', '-q'])).stdout.trim()).toBe('');
-    await cd().ctr(['images', 'tag', plain.reference, `${plain.reference}-tmp`]);
-    await cd().ctr(['images', 'rm', '--sync', `${plain.reference}-tmp`]);
+    expect((await ctr(['leases', 'ls', '-q'])).stdout.trim()).toBe('');
+    await ctr(['images', 'tag', plain.reference, `${plain.reference}-tmp`]);
+    await ctr(['images', 'rm', '--sync', `${plain.reference}-tmp`]);
     expect((await committed()).sort()).toEqual([...chain].sort());
     expect(await runEcho(plain.reference, 'plain-2')).toBe('hello\n');
 
@@ -170,7 +175,7 @@ describe('lazypull rpull', () => {
     // The daemon read footers and TOCs, rpull the manifest and config: a small part of the image.
     expect(pulledBytes).toBeLessThan(imageBytes / 4);
     for (const chainId of chainIds(diffIds)) {
-      const info = JSON.parse((await cd().ctr(['snapshots', '--snapshotter', 'lazypull', 'info', chainId])).stdout) as { Labels?: Record<string, string> };
+      const info = JSON.parse((await ctr(['snapshots', '--snapshotter', 'lazypull', 'info', chainId])).stdout) as { Labels?: Record<string, string> };
       expect(info.Labels ?? {}).toHaveProperty('containerd.io/snapshot/remote');
     }
     // Running echo read echo and libc, not the bulk data.
@@ -192,7 +197,7 @@ describe('lazypull rpull', () => {
       expect(stderr).not.toMatch(/\n\s+at /);
     }
     // Nothing half-done stays behind: no lease, no active extraction snapshot.
-    expect((await cd().ctr(['leases', 'ls', '-q'])).stdout.trim()).toBe('');
+    expect((await ctr(['leases', 'ls', '-q'])).stdout.trim()).toBe('');
     expect(await snapshotsLs()).not.toMatch(/\sActive\s*$/m);
   });
 });
