@@ -6,6 +6,7 @@ import { registerServe } from './commands/serve.js';
 import { registerConvert } from './commands/convert.js';
 import { registerSoci } from './commands/soci.js';
 import { registerRpull } from './commands/rpull.js';
+import { registerStatus } from './commands/status.js';
 
 /** The `lazypull` command: a thin shell over the libraries; each command lives in ./commands. */
 export function buildProgram(): Command {
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerConvert(program);
   registerSoci(program);
   registerRpull(program);
+  registerStatus(program);
   return program;
 }
 

@@ -19,12 +19,27 @@ export function protoRoot(): string {
 /** Field names as in the .proto (created_at, update_mask), int64 as numbers, enums as their names. */
 export const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true };
 
-/** containerd.services.snapshots.v1.Snapshots: the service definition and a client constructor. */
-export function loadSnapshotsService(): { service: grpc.ServiceDefinition; Client: grpc.ServiceClientConstructor } {
-  const definition = protoLoader.loadSync(SNAPSHOTS_PROTO, { ...LOADER_OPTIONS, includeDirs: [protoRoot()] });
-  const api = grpc.loadPackageDefinition(definition) as unknown as {
-    containerd: { services: { snapshots: { v1: { Snapshots: grpc.ServiceClientConstructor } } } };
-  };
-  const Client = api.containerd.services.snapshots.v1.Snapshots;
+export interface LoadedService {
+  service: grpc.ServiceDefinition;
+  Client: grpc.ServiceClientConstructor;
+}
+
+/** A service of a vendored .proto by its full name, e.g. `containerd.services.snapshots.v1.Snapshots`. */
+export function loadService(protoFile: string, fullName: string): LoadedService {
+  const definition = protoLoader.loadSync(protoFile, { ...LOADER_OPTIONS, includeDirs: [protoRoot()] });
+  let node: unknown = grpc.loadPackageDefinition(definition);
+  for (const part of fullName.split('.')) node = (node as Record<string, unknown> | undefined)?.[part];
+  if (typeof node !== 'function') throw new Error(`${protoFile} defines no service ${fullName}`);
+  const Client = node as grpc.ServiceClientConstructor;
   return { service: Client.service, Client };
+}
+
+/** containerd.services.snapshots.v1.Snapshots: the service definition and a client constructor. */
+export function loadSnapshotsService(): LoadedService {
+  return loadService(SNAPSHOTS_PROTO, 'containerd.services.snapshots.v1.Snapshots');
+}
+
+/** lazypull.v1.Status, served on the daemon's socket for `lazypull status`. */
+export function loadStatusService(): LoadedService {
+  return loadService('lazypull/v1/status.proto', 'lazypull.v1.Status');
 }

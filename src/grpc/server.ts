@@ -5,6 +5,12 @@ import type { Logger, Snapshotter } from '../snapshot/snapshotter.js';
 import { loadSnapshotsService } from './protos.js';
 import { snapshotsHandlers } from './snapshots-service.js';
 
+/** Another service on the same socket (lazypull.v1.Status). */
+export interface ExtraService {
+  service: grpc.ServiceDefinition;
+  handlers: grpc.UntypedServiceImplementation;
+}
+
 export interface SnapshotsServer {
   address: string;
   /** Stops accepting calls, waits briefly for running ones, removes the socket. */
@@ -16,11 +22,12 @@ export interface SnapshotsServer {
  * owner can enter (0700, when lazypull creates it): whoever reaches the socket can mount any layer.
  * A stale socket from a crashed run is replaced; anything else at that path is an error.
  */
-export async function serveSnapshots(core: Snapshotter, address: string, log: Logger): Promise<SnapshotsServer> {
+export async function serveSnapshots(core: Snapshotter, address: string, log: Logger, extraServices: readonly ExtraService[] = []): Promise<SnapshotsServer> {
   await prepareSocketPath(address, log);
   const { service } = loadSnapshotsService();
   const server = new grpc.Server();
   server.addService(service, snapshotsHandlers(core, log));
+  for (const extra of extraServices) server.addService(extra.service, extra.handlers);
   await new Promise<void>((resolve, reject) => {
     server.bindAsync(`unix:${address}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
   });

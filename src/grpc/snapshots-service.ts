@@ -52,7 +52,7 @@ export function protoMounts(mounts: Mount[]): MountsResponse {
 type Unary<Req, Res> = grpc.handleUnaryCall<Req, Res>;
 
 /** Wraps an async handler: its result or its error becomes the gRPC answer; errors are logged at debug. */
-function unary<Req, Res>(name: string, log: Logger, handler: (request: Req) => Promise<Res>): Unary<Req, Res> {
+export function unary<Req, Res>(name: string, log: Logger, handler: (request: Req) => Promise<Res>): Unary<Req, Res> {
   return (call, callback) => {
     handler(call.request).then(
       (response) => callback(null, response),

@@ -20,6 +20,7 @@ export const notFound = (message: string): SnapshotError => new SnapshotError('N
 export const alreadyExists = (message: string): SnapshotError => new SnapshotError('AlreadyExists', message);
 export const failedPrecondition = (message: string): SnapshotError => new SnapshotError('FailedPrecondition', message);
 export const invalidArgument = (message: string): SnapshotError => new SnapshotError('InvalidArgument', message);
+export const unavailable = (message: string): SnapshotError => new SnapshotError('Unavailable', message);
 
 export function isSnapshotError(err: unknown, code?: SnapshotErrorCode): err is SnapshotError {
   return err instanceof SnapshotError && (code === undefined || err.code === code);

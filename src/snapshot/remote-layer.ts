@@ -51,7 +51,29 @@ export interface RemoteLayerResolver {
   resolve(request: RemoteLayerRequest): Promise<RemoteLayerResolution>;
   /** Unmounts what resolve() mounted there; called before the snapshot's directory is removed. */
   release(mountpoint: string): Promise<void>;
+  /** At daemon start: mounts a layer committed by an earlier run again. Throws with the reason when it cannot. */
+  restore?(layer: RemoteSnapshot): Promise<unknown>;
+  /**
+   * Before a container is created on top of these remote layers (nearest first): a throw fails the
+   * Prepare with its message (the layer cannot serve reads), returning lets the container start.
+   */
+  beforeUse?(layers: readonly RemoteSnapshot[]): Promise<void>;
 }
+
+/** A committed remote snapshot: the labels of its Prepare, and where its layer is mounted. */
+export interface RemoteSnapshot {
+  chainId: string;
+  labels: Labels;
+  mountpoint: string;
+}
+
+/** Labels that say which image and layer a Prepare was for; kept on a fallback layer's commit so status can name it. */
+export const LAYER_IDENTITY_LABELS: readonly string[] = [
+  REMOTE_LAYER_LABELS.criImageRef,
+  REMOTE_LAYER_LABELS.criLayerDigest,
+  REMOTE_LAYER_LABELS.stargzReference,
+  REMOTE_LAYER_LABELS.stargzDigest,
+];
 
 /** The resolver until the layer filesystem exists: every layer is pulled normally, and we say so. */
 export class NoRemoteLayers implements RemoteLayerResolver {

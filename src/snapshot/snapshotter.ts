@@ -12,14 +12,14 @@
  * - remove: the row goes first, the directory after; a crash in between leaves an orphan directory.
  * Orphans (unknown ids and stale `new-*` dirs) are removed by Cleanup, which also runs at open.
  */
-import { existsSync, lchownSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { existsSync, lchownSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { diskUsage } from './disk-usage.js';
-import { alreadyExists, failedPrecondition, invalidArgument, isSnapshotError, notFound } from './errors.js';
+import { alreadyExists, failedPrecondition, invalidArgument, isSnapshotError, notFound, unavailable } from './errors.js';
 import { parseFilters } from './filters.js';
 import type { MetadataStore, MetadataTransaction } from './metadata-store.js';
-import { NoRemoteLayers, REMOTE_LABEL, SNAPSHOT_REF_LABEL, type RemoteLayerResolution, type RemoteLayerResolver } from './remote-layer.js';
+import { LAYER_IDENTITY_LABELS, NoRemoteLayers, REMOTE_LABEL, SNAPSHOT_REF_LABEL, type RemoteLayerResolution, type RemoteLayerResolver, type RemoteSnapshot } from './remote-layer.js';
 import { infoOf, type Labels, type Mount, type SnapshotInfo, type SnapshotKind, type SnapshotRecord, type Usage } from './types.js';
 
 /** containerd's limit for one label: key and value together (labels.Validate). */
@@ -42,6 +42,21 @@ export interface SnapshotterOptions {
   logger?: Logger;
   /** Add `index=off` to overlay mounts (default: when the kernel's overlay module has the parameter, as containerd does). */
   overlayIndexOff?: boolean;
+  /** A remote snapshot that cannot be mounted again at open: 'report' logs it and goes on (default), 'fail' makes open() throw. */
+  restoreFailure?: 'report' | 'fail';
+}
+
+export interface LayerSnapshot {
+  key: string;
+  kind: SnapshotKind;
+  labels: Labels;
+  mountpoint: string;
+  fallbackReason?: string;
+}
+
+export interface RestoreFailure {
+  chainId: string;
+  reason: string;
 }
 
 export interface LayerFallback {
@@ -63,6 +78,8 @@ export class Snapshotter {
   private readonly indexOff: boolean;
   /** Temp dirs of creations in flight: Cleanup must not take them for orphans. */
   private readonly inFlight = new Set<string>();
+  /** Remote snapshots open() could not mount again, and why (retried when a container wants them). */
+  readonly restoreFailures: RestoreFailure[] = [];
 
   private constructor(options: SnapshotterOptions) {
     this.root = options.root;
@@ -79,7 +96,48 @@ export class Snapshotter {
     await mkdir(snapshotter.snapshotsDir, { recursive: true, mode: 0o700 });
     const removed = await snapshotter.cleanup();
     if (removed.length > 0) snapshotter.log.info('removed orphan snapshot directories', { count: removed.length });
+    await snapshotter.restoreRemote(options.restoreFailure ?? 'report');
     return snapshotter;
+  }
+
+  /** Mounts every remote snapshot of an earlier run again; one that cannot be is reported (or fails open). */
+  private async restoreRemote(onFailure: 'report' | 'fail'): Promise<void> {
+    const restore = this.remote.restore?.bind(this.remote);
+    if (!restore) return;
+    const remote = this.store.transaction((tx) => tx.list()).filter((record) => record.labels[REMOTE_LABEL] !== undefined);
+    const results = await Promise.allSettled(remote.map((record) => restore(this.remoteSnapshotOf(record))));
+    results.forEach((result, i) => {
+      if (result.status === 'fulfilled') return;
+      const chainId = (remote[i] as SnapshotRecord).key;
+      const reason = result.reason instanceof Error ? result.reason.message : String(result.reason);
+      this.restoreFailures.push({ chainId, reason });
+      this.log.warn('remote snapshot not restored', { chainId, reason });
+    });
+    if (onFailure === 'fail' && this.restoreFailures.length > 0) {
+      throw new Error(`${this.restoreFailures.length} remote snapshot(s) could not be restored, e.g. ${this.restoreFailures[0]?.chainId}: ${this.restoreFailures[0]?.reason}`);
+    }
+    if (remote.length > 0) this.log.info('restored remote snapshots', { restored: remote.length - this.restoreFailures.length, failed: this.restoreFailures.length });
+  }
+
+  private remoteSnapshotOf(record: SnapshotRecord): RemoteSnapshot {
+    return { chainId: record.key, labels: record.labels, mountpoint: this.upperPath(record.id) };
+  }
+
+  /**
+   * A container is about to use `parent` and its ancestors: the resolver checks the remote ones (and
+   * waits for their prefetch); a remote layer that cannot serve reads fails the Prepare as Unavailable.
+   */
+  private async checkRemoteAncestors(parent: string): Promise<void> {
+    const beforeUse = this.remote.beforeUse?.bind(this.remote);
+    if (!beforeUse || parent === '') return;
+    // A missing parent is create()'s error to report, with its own message.
+    const remote = this.store.transaction((tx) => (tx.get(parent) ? ancestorsOf(tx, parent) : [])).filter((record) => record.labels[REMOTE_LABEL] !== undefined);
+    if (remote.length === 0) return;
+    try {
+      await beforeUse(remote.map((record) => this.remoteSnapshotOf(record)));
+    } catch (err) {
+      throw unavailable(`a lazily pulled layer cannot serve reads: ${(err as Error).message}`);
+    }
   }
 
   get snapshotsDir(): string {
@@ -97,11 +155,13 @@ export class Snapshotter {
   async prepare(key: string, parent: string, labels: Labels = {}): Promise<Mount[]> {
     this.log.debug('prepare', { key, parent, labels });
     const chainId = labels[SNAPSHOT_REF_LABEL];
-    if (chainId === undefined || chainId === '') return this.mountsOf(await this.create('active', key, parent, labels));
-    return this.prepareLayer(key, parent, labels, chainId);
+    if (chainId !== undefined && chainId !== '') return this.prepareLayer(key, parent, labels, chainId);
+    await this.checkRemoteAncestors(parent);
+    return this.mountsOf(await this.create('active', key, parent, labels));
   }
 
   async view(key: string, parent: string, labels: Labels = {}): Promise<Mount[]> {
+    await this.checkRemoteAncestors(parent);
     return this.mountsOf(await this.create('view', key, parent, labels));
   }
 
@@ -123,7 +183,7 @@ export class Snapshotter {
     this.store.transaction((tx) => {
       const current = checkCommittable(tx, name, key);
       if (current.id !== active.id) throw notFound(`snapshot ${key} changed while committing`);
-      commitRow(tx, key, name, labels, usage);
+      commitRow(tx, key, name, current.fallbackReason === undefined ? labels : { ...layerIdentity(current.labels), ...labels }, usage);
     });
   }
 
@@ -184,6 +244,20 @@ export class Snapshotter {
       }
     }
     return removed;
+  }
+
+  /** Snapshots of image layers: remote ones (with their mountpoints) and those that fell back (with the reason). */
+  layerSnapshots(): LayerSnapshot[] {
+    return this.store
+      .transaction((tx) => tx.list())
+      .filter((record) => record.labels[REMOTE_LABEL] !== undefined || record.fallbackReason !== undefined)
+      .map((record) => ({
+        key: record.key,
+        kind: record.kind,
+        labels: { ...record.labels },
+        mountpoint: this.upperPath(record.id),
+        ...(record.fallbackReason !== undefined ? { fallbackReason: record.fallbackReason } : {}),
+      }));
   }
 
   /** Why layers were pulled normally instead of lazily, per snapshot. */
@@ -250,13 +324,14 @@ export class Snapshotter {
     validateLabels(labels);
     const temp = await this.makeTempDirectory(kind);
     try {
+      const owner = await this.ownerOf(parent);
       return this.store.transaction((tx) => {
         const parentRecord = parent === '' ? undefined : requireParent(tx, parent);
         const now = new Date();
         const record = tx.insert({ key, kind, parent, labels, created: now, updated: now });
         const parentIds = parentRecord ? parentIdsOf(tx, parent) : [];
         // The new upper dir is owned like the parent's, so a container's root keeps its owner.
-        if (parentRecord) inheritOwner(join(temp, 'fs'), this.upperPath(parentRecord.id));
+        if (parentRecord && owner && owner.id === parentRecord.id) lchownSync(join(temp, 'fs'), owner.uid, owner.gid);
         renameSync(temp, join(this.snapshotsDir, record.id));
         return { record, parentIds };
       });
@@ -266,6 +341,19 @@ export class Snapshotter {
     } finally {
       this.inFlight.delete(temp);
     }
+  }
+
+  /**
+   * Owner of the parent's root dir, for the new upper dir. Asynchronous on purpose: a remote parent's
+   * dir is this process's own FUSE mount, which a synchronous stat would wait on forever (the answer
+   * needs the event loop the stat blocks).
+   */
+  private async ownerOf(parent: string): Promise<{ id: string; uid: number; gid: number } | undefined> {
+    if (parent === '') return undefined;
+    const record = this.store.transaction((tx) => tx.get(parent));
+    if (!record) return undefined;
+    const { uid, gid } = await stat(this.upperPath(record.id));
+    return { id: record.id, uid, gid };
   }
 
   private async makeTempDirectory(kind: SnapshotKind): Promise<string> {
@@ -323,14 +411,24 @@ function requireParent(tx: MetadataTransaction, parent: string): SnapshotRecord 
 
 /** Ids of `parent` and its ancestors, nearest first: overlay's lowerdir order. */
 function parentIdsOf(tx: MetadataTransaction, parent: string): string[] {
-  const ids: string[] = [];
+  return ancestorsOf(tx, parent).map((record) => record.id);
+}
+
+/** `parent` and its ancestors, nearest first. */
+function ancestorsOf(tx: MetadataTransaction, parent: string): SnapshotRecord[] {
+  const records: SnapshotRecord[] = [];
   for (let key = parent; key !== ''; ) {
     const record = tx.get(key);
     if (!record) throw notFound(`parent snapshot ${key} is missing from the chain`);
-    ids.push(record.id);
+    records.push(record);
     key = record.parent;
   }
-  return ids;
+  return records;
+}
+
+/** The labels naming a fallback layer's image and blob, which its commit keeps so status can show them. */
+function layerIdentity(labels: Labels): Labels {
+  return Object.fromEntries(Object.entries(labels).filter(([key]) => LAYER_IDENTITY_LABELS.includes(key)));
 }
 
 /** The checks containerd makes before a commit, in its order: name free, key exists, key active. */
@@ -369,11 +467,6 @@ function validateLabels(labels: Labels): void {
     const size = Buffer.byteLength(key) + Buffer.byteLength(value);
     if (size > MAX_LABEL_BYTES) throw invalidArgument(`label ${key.slice(0, 64)}: key and value are ${size} bytes, more than ${MAX_LABEL_BYTES}`);
   }
-}
-
-function inheritOwner(path: string, from: string): void {
-  const { uid, gid } = statSync(from);
-  lchownSync(path, uid, gid);
 }
 
 /** Mount points at or under `dir` (from /proc/self/mountinfo, octal escapes decoded). */

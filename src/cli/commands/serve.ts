@@ -1,19 +1,15 @@
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { DEFAULT_CONFIG_PATH, DEFAULT_DAEMON_CONFIG, isLogLevel, loadDaemonConfig, type DaemonConfig, type LogLevel } from '../../config/config.js';
-import { serveSnapshots } from '../../grpc/server.js';
+import { startDaemon } from '../../daemon/daemon.js';
 import { createLogger } from '../../snapshot/logger.js';
-import { NoRemoteLayers } from '../../snapshot/remote-layer.js';
-import { Snapshotter } from '../../snapshot/snapshotter.js';
-import { SqliteMetadataStore } from '../../snapshot/sqlite-store.js';
 
 export interface ServeFlags {
   config: string;
   root?: string;
   address?: string;
   logLevel?: LogLevel;
+  metricsAddress?: string;
 }
 
 function parseLogLevel(value: string): LogLevel {
@@ -21,13 +17,21 @@ function parseLogLevel(value: string): LogLevel {
   return value;
 }
 
+function parseHostPort(value: string): string {
+  if (!/^[^\s/]+:\d{1,5}$/.test(value)) throw new InvalidArgumentError('must be host:port, e.g. 127.0.0.1:9811');
+  return value;
+}
+
 /** The config file, then the flags given on the command line on top of it. */
 export async function effectiveConfig(flags: ServeFlags): Promise<DaemonConfig> {
   const fromFile = await loadDaemonConfig(flags.config);
+  const metricsAddress = flags.metricsAddress ?? fromFile.metricsAddress;
   return {
+    ...fromFile,
     root: flags.root ?? fromFile.root,
     address: flags.address ?? fromFile.address,
     logLevel: flags.logLevel ?? fromFile.logLevel,
+    ...(metricsAddress !== undefined ? { metricsAddress } : {}),
   };
 }
 
@@ -43,23 +47,15 @@ function untilSignal(): Promise<NodeJS.Signals> {
   });
 }
 
-/** Runs the daemon until SIGINT/SIGTERM: stops serving, removes the socket, closes the database. */
+/** Runs the daemon until SIGINT/SIGTERM: stops serving, unmounts the layers, removes the socket, closes the database. */
 export async function runServe(flags: ServeFlags): Promise<void> {
   const config = await effectiveConfig(flags);
   const log = createLogger(config.logLevel);
-  await mkdir(config.root, { recursive: true, mode: 0o700 });
-  const store = new SqliteMetadataStore(join(config.root, 'metadata.db'));
   const stopped = untilSignal();
-  try {
-    const core = await Snapshotter.open({ root: config.root, store, remote: new NoRemoteLayers(), logger: log });
-    const server = await serveSnapshots(core, config.address, log);
-    log.info('serving containerd snapshots', { address: config.address, root: config.root, remote_layers: NoRemoteLayers.REASON });
-    const signal = await stopped;
-    log.info('shutting down', { signal });
-    await server.close();
-  } finally {
-    store.close();
-  }
+  const daemon = await startDaemon(config, log);
+  const signal = await stopped;
+  log.info('shutting down', { signal });
+  await daemon.close();
 }
 
 export function registerServe(program: Command): void {
@@ -67,8 +63,9 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('run the snapshotter daemon: containerd.services.snapshots.v1 on a unix socket (a containerd proxy plugin)')
     .option('--config <file>', 'TOML config file (a missing file means defaults)', DEFAULT_CONFIG_PATH)
-    .option('--root <dir>', `where snapshots and metadata live (default ${DEFAULT_DAEMON_CONFIG.root})`)
+    .option('--root <dir>', `where snapshots, metadata and the cache live (default ${DEFAULT_DAEMON_CONFIG.root})`)
     .option('--address <socket>', `the daemon's unix socket (default ${DEFAULT_DAEMON_CONFIG.address})`)
     .option('--log-level <level>', 'debug, info, warn or error (default info)', parseLogLevel)
+    .option('--metrics-address <host:port>', 'serve Prometheus metrics at http://host:port/metrics (default: off)', parseHostPort)
     .action(async (flags: ServeFlags) => runServe(flags));
 }

@@ -15,6 +15,8 @@ export interface TcpRelay {
   start(): Promise<void>;
   /** Bytes per second from upstream to clients (0: unlimited). */
   throttle(bytesPerSecond: number): void;
+  /** Bytes relayed from upstream to clients so far (HTTP headers included). */
+  bytesFromUpstream(): number;
   close(): Promise<void>;
 }
 
@@ -22,6 +24,7 @@ export async function startTcpRelay(upstreamPort: number): Promise<TcpRelay> {
   const sockets = new Set<Socket>();
   let rate = 0;
   let port = 0;
+  let relayed = 0;
   const relay = (client: Socket): void => {
     const upstream = connect(upstreamPort, '127.0.0.1');
     for (const s of [client, upstream]) {
@@ -33,6 +36,7 @@ export async function startTcpRelay(upstreamPort: number): Promise<TcpRelay> {
     upstream.on('close', () => client.destroy());
     client.pipe(upstream);
     upstream.on('data', (data: Buffer) => {
+      relayed += data.length;
       client.write(data);
       if (rate > 0) {
         upstream.pause();
@@ -60,6 +64,7 @@ export async function startTcpRelay(upstreamPort: number): Promise<TcpRelay> {
     throttle(bytesPerSecond) {
       rate = bytesPerSecond;
     },
+    bytesFromUpstream: () => relayed,
     close: stop,
   };
 }

@@ -1,7 +1,7 @@
 /**
  * lazypull serve as containerd's proxy snapshotter, driven through containerd 1.6 itself: the
  * `ctr snapshots` commands, bad requests on the socket, and an image pull + `ctr run`. With the
- * NoRemoteLayers resolver every layer falls back to a normal pull, and the daemon says why.
+ * plain gzip image every layer falls back to a normal pull, and the daemon says why.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -206,7 +206,7 @@ describe('images through lazypull', () => {
     expect(await runEcho()).toBe('hello\n');
     const fallbacks = fallbackLines();
     expect(fallbacks).toHaveLength(2);
-    for (const line of fallbacks) expect(line).toContain('reason="lazy layers not available yet"');
+    for (const line of fallbacks) expect(line).toContain('reason="not-lazy-format: not an eStargz or zstd:chunked layer');
     // containerd names committed layers by chainID.
     const committed = (await snap(['ls'])).stdout.split('\n').filter((line) => /^sha256:\S+\s.*Committed\s*$/.test(line));
     expect(committed).toHaveLength(2);

@@ -6,7 +6,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { unmountUnder } from '../../helpers/containerd.js';
@@ -19,8 +19,19 @@ export interface LazypullDaemon {
   socket: string;
   pid: number;
   log(): string;
-  /** Sends SIGTERM and waits: the exit code (null when it had to be killed) and whether the socket outlived it. */
-  stop(): Promise<{ code: number | null; socketLeft: boolean }>;
+  /**
+   * Sends SIGTERM and waits: the exit code (null when it had to be killed) and whether the socket
+   * outlived it. `keepDir` leaves root and log for a restart (`startLazypull(args, { dir })`); mounts
+   * are removed either way.
+   */
+  stop(options?: { keepDir?: boolean }): Promise<{ code: number | null; socketLeft: boolean }>;
+}
+
+export interface StartOptions {
+  /** Reuse the dir (root, socket path, log) of a stopped daemon: a restart. */
+  dir?: string;
+  /** TOML written to the daemon's config file. */
+  config?: string;
 }
 
 const live = new Set<ChildProcess>();
@@ -38,7 +49,7 @@ async function newestSource(dir: string): Promise<number> {
 
 const SERVE_JS = join(REPO, 'dist/src/cli/commands/serve.js');
 /** The sources `lazypull serve` is built from; other folders may be mid-edit by concurrent work. */
-const DAEMON_SOURCES = ['src/snapshot', 'src/grpc', 'src/config', 'src/cli'].map((dir) => join(REPO, dir));
+const DAEMON_SOURCES = ['src/snapshot', 'src/grpc', 'src/config', 'src/cli', 'src/daemon'].map((dir) => join(REPO, dir));
 
 async function newestDaemonSource(): Promise<number> {
   return Math.max(...(await Promise.all(DAEMON_SOURCES.map(newestSource))));
@@ -62,21 +73,23 @@ export async function buildIfStale(): Promise<void> {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Starts the daemon and waits for its socket. Short temp paths: unix sockets are limited to 107 bytes. */
-export async function startLazypull(extraArgs: string[] = []): Promise<LazypullDaemon> {
-  const dir = await mkdtemp('/tmp/lpd-');
+export async function startLazypull(extraArgs: string[] = [], options: StartOptions = {}): Promise<LazypullDaemon> {
+  const dir = options.dir ?? (await mkdtemp('/tmp/lpd-'));
+  const configPath = join(dir, options.config === undefined ? 'absent.toml' : 'config.toml');
+  if (options.config !== undefined) await writeFile(configPath, options.config);
   const root = join(dir, 'root');
   const socket = join(dir, 'run', 'lazypull.sock');
   const logPath = join(dir, 'lazypull.log');
   const logFd = openSync(logPath, 'a');
-  const args = [join(REPO, 'bin/lazypull.js'), 'serve', '--config', join(dir, 'absent.toml'), '--root', root, '--address', socket, '--log-level', 'debug', ...extraArgs];
+  const args = [join(REPO, 'bin/lazypull.js'), 'serve', '--config', configPath, '--root', root, '--address', socket, '--log-level', 'debug', ...extraArgs];
   const child = spawn(process.execPath, args, { stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
   live.add(child);
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const log = () => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
   let stopped: Promise<{ code: number | null; socketLeft: boolean }> | undefined;
-  const stop = () => (stopped ??= terminate());
-  const terminate = async () => {
+  const stop = (stopOptions: { keepDir?: boolean } = {}) => (stopped ??= terminate(stopOptions.keepDir ?? false));
+  const terminate = async (keepDir: boolean) => {
     try {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
@@ -88,7 +101,7 @@ export async function startLazypull(extraArgs: string[] = []): Promise<LazypullD
     } finally {
       live.delete(child);
       unmountUnder(dir);
-      await rm(dir, { recursive: true, force: true });
+      if (!keepDir) await rm(dir, { recursive: true, force: true });
     }
   };
   const deadline = Date.now() + 20_000;

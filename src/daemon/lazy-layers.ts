@@ -1,0 +1,339 @@
+/**
+ * The RemoteLayerResolver that makes layers lazy: labels -> layer target -> TOC (verified against the
+ * layer's TOC digest) -> LayerIndex -> FUSE mount through the shared chunk cache. Anything that goes
+ * wrong becomes a fallback with a reason and a category; nothing here may throw at containerd.
+ */
+import type { ChunkCache } from '../cache/index.js';
+import type { RandomAccessSource } from '../io/random-access.js';
+import { openLayer, TocError, type OpenedLayer } from '../estargz/open.js';
+import type { BackgroundFetchOptions, LayerMount, LayerProgress, MountManager } from '../fs/index.js';
+import type { Descriptor, ImageManifest, ImageReference, RegistryClient } from '../remote/index.js';
+import type { RemoteLayerRequest, RemoteLayerResolution, RemoteLayerResolver } from '../snapshot/remote-layer.js';
+import type { Logger } from '../snapshot/snapshotter.js';
+import type { Labels } from '../snapshot/types.js';
+import { isDigest, type Digest } from '../util/digest.js';
+import { classifyFailure, MissingTocDigestError, ResolveTimeoutError, type FallbackCategory } from './fallback.js';
+import { layerTargetOf, type LayerTarget } from './layer-labels.js';
+import { fetchTail, TailSource, type LayerTail, type TailStore } from './layer-tails.js';
+
+/** What the resolver reports to metrics (DaemonMetrics implements it). */
+export interface ResolverMetrics {
+  observeMount(seconds: number, outcome: 'lazy' | 'fallback'): void;
+  observeTocFetch(seconds: number): void;
+  countFallback(category: FallbackCategory): void;
+}
+
+export interface LazyLayerOptions {
+  client: RegistryClient;
+  mounts: MountManager;
+  cache: ChunkCache;
+  tails: TailStore;
+  log: Logger;
+  metrics?: ResolverMetrics;
+  /** A layer not mounted within this time falls back. Default 30 s. */
+  resolveTimeoutMs?: number;
+  /** Largest TOC region accepted. Default 64 MiB. */
+  maxTocBytes?: number;
+  /** Serve only layers whose TOC digest is known and matches (default true; `stargz.skipverify` opts a layer out). */
+  verify?: boolean;
+  /** Prefetch and background fetch of every mount. */
+  fetch?: Partial<BackgroundFetchOptions>;
+  /** FUSE read deadline (then EIO). */
+  fetchDeadlineMs?: number;
+  /** Before a container starts, wait this long at most for its layers' prefetch. Default 10 s. */
+  prefetchWaitMs?: number;
+  /** A prefetch larger than this is not waited for: the container starts and reads on demand. Default 128 MiB. */
+  prefetchWaitMaxBytes?: number;
+}
+
+/** A remote snapshot a container is about to use. */
+export interface LayerInUse {
+  chainId: string;
+  labels: Labels;
+  mountpoint: string;
+}
+
+/** A layer this daemon has mounted. */
+export interface MountedLayer {
+  mountpoint: string;
+  chainId: string;
+  image: string;
+  digest: Digest;
+  format: string;
+  tocDigest: Digest;
+  mountedAt: Date;
+  mount: LayerMount;
+  source: RandomAccessSource;
+  /** The last health check's finding, when it found a problem. */
+  warning?: string;
+}
+
+export const DEFAULT_RESOLVE_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_TOC_BYTES = 64 << 20;
+export const DEFAULT_PREFETCH_WAIT_MS = 10_000;
+export const DEFAULT_PREFETCH_WAIT_MAX_BYTES = 128 << 20;
+const REACHABILITY_TIMEOUT_MS = 5_000;
+const STARGZ_TOC_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
+const ZSTD_CHUNKED_CHECKSUM_ANNOTATION = 'io.github.containers.zstd-chunked.manifest-checksum';
+
+interface Expected {
+  tocDigest?: Digest;
+  manifestChecksum?: Digest;
+}
+
+export class LazyLayerResolver implements RemoteLayerResolver {
+  private readonly layers = new Map<string, MountedLayer>();
+  private readonly tailFetches = new Map<Digest, Promise<LayerTail>>();
+  private readonly manifests = new Map<Digest, Promise<ImageManifest>>();
+  private readonly resolveTimeoutMs: number;
+  private readonly maxTocBytes: number;
+  private readonly verify: boolean;
+
+  constructor(private readonly options: LazyLayerOptions) {
+    this.resolveTimeoutMs = options.resolveTimeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS;
+    this.maxTocBytes = options.maxTocBytes ?? DEFAULT_MAX_TOC_BYTES;
+    this.verify = options.verify ?? true;
+  }
+
+  async resolve(request: RemoteLayerRequest): Promise<RemoteLayerResolution> {
+    const started = performance.now();
+    try {
+      const target = layerTargetOf(request.labels);
+      this.preResolveNeighbours(target);
+      const layer = await this.withDeadline((signal) => this.mountTarget(target, request.chainId, request.mountpoint, signal));
+      this.options.metrics?.observeMount(seconds(started), 'lazy');
+      this.options.log.info('layer mounted lazily', { chainId: request.chainId, image: layer.image, digest: layer.digest, format: layer.format, ms: Math.round(performance.now() - started) });
+      return { mounted: request.mountpoint };
+    } catch (err) {
+      const fallback = classifyFailure(err);
+      this.options.metrics?.observeMount(seconds(started), 'fallback');
+      this.options.metrics?.countFallback(fallback.category);
+      return { fallback: `${fallback.category}: ${fallback.reason}` };
+    }
+  }
+
+  /** Mounts a layer committed before a restart again; throws with the reason when it cannot. */
+  async restore(request: { chainId: string; labels: Labels; mountpoint: string }): Promise<MountedLayer> {
+    const existing = this.layers.get(request.mountpoint);
+    if (existing) return existing;
+    const target = layerTargetOf(request.labels);
+    return this.withDeadline((signal) => this.mountTarget(target, request.chainId, request.mountpoint, signal));
+  }
+
+  /**
+   * Before a container starts on these layers: mount again what could not be restored (or fail with
+   * the reason), warn about layers that are neither fully cached nor reachable, and wait a bounded
+   * time for their prefetch, so the container's first reads hit the cache.
+   */
+  async beforeUse(layers: readonly LayerInUse[]): Promise<void> {
+    const mounted = await Promise.all(layers.map((layer) => this.restore(layer)));
+    await Promise.all(mounted.map((layer) => this.checkHealth(layer)));
+    await this.waitForPrefetch(mounted);
+  }
+
+  private async checkHealth(layer: MountedLayer): Promise<void> {
+    const progress = layer.mount.progress();
+    if (progress.completedBytes >= progress.totalBytes) {
+      delete layer.warning;
+      return;
+    }
+    try {
+      await layer.source.readAt(layer.source.size - 1, 1, AbortSignal.timeout(REACHABILITY_TIMEOUT_MS));
+      delete layer.warning;
+    } catch (err) {
+      layer.warning = `registry unreachable (${(err as Error).message}) and the layer is not fully cached: reads of uncached files fail with EIO until it is back`;
+      this.options.log.warn('remote layer not healthy', { chainId: layer.chainId, digest: layer.digest, warning: layer.warning });
+    }
+  }
+
+  private async waitForPrefetch(layers: readonly MountedLayer[]): Promise<void> {
+    const maxBytes = this.options.prefetchWaitMaxBytes ?? DEFAULT_PREFETCH_WAIT_MAX_BYTES;
+    const waits = layers.filter((layer) => layer.mount.progress().prefetchBytes <= maxBytes).map((layer) => layer.mount.whenPrefetched());
+    if (waits.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.options.prefetchWaitMs ?? DEFAULT_PREFETCH_WAIT_MS)));
+    await Promise.race([Promise.all(waits), timeout]);
+    clearTimeout(timer);
+  }
+
+  async release(mountpoint: string): Promise<void> {
+    const layer = this.layers.get(mountpoint);
+    if (!layer) return;
+    this.layers.delete(mountpoint);
+    await this.options.mounts.unmount(mountpoint);
+  }
+
+  mounted(mountpoint: string): MountedLayer | undefined {
+    return this.layers.get(mountpoint);
+  }
+
+  list(): MountedLayer[] {
+    return [...this.layers.values()];
+  }
+
+  progressOf(mountpoint: string): LayerProgress | undefined {
+    return this.layers.get(mountpoint)?.mount.progress();
+  }
+
+  private async withDeadline<T>(operation: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        controller.abort(new ResolveTimeoutError(`the layer was not ready within ${this.resolveTimeoutMs} ms`));
+        reject(controller.signal.reason as Error);
+      }, this.resolveTimeoutMs);
+    });
+    try {
+      return await Promise.race([operation(controller.signal), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async mountTarget(target: LayerTarget, chainId: string, mountpoint: string, signal: AbortSignal): Promise<MountedLayer> {
+    const verify = this.verify && !target.skipVerify;
+    // The tail first: it tells a plain layer (the common fallback) from a lazy one with a missing annotation.
+    const tail = await this.tail(target.image, target.digest, signal);
+    const expected = await this.expectedDigests(target, signal);
+    if (verify && !expected.tocDigest && !expected.manifestChecksum) {
+      throw new MissingTocDigestError(`layer ${target.digest} has no ${STARGZ_TOC_ANNOTATION} annotation to verify its TOC against (convert it with lazypull convert or ctr-remote, or set stargz.skipverify)`);
+    }
+    const index = await this.openIndex(target, tail, expected, verify, signal);
+    const source = await this.options.client.openBlob(target.image, { digest: target.digest, size: index.size }, { signal });
+    signal.throwIfAborted();
+    const mount = await this.options.mounts.mount({
+      mountpoint,
+      index: index.layer,
+      source,
+      cache: this.options.cache,
+      layerDigest: target.digest,
+      fetch: { ...this.options.fetch, ...(target.prefetchBytes !== undefined ? { prefetchBytes: target.prefetchBytes } : {}) },
+      ...(this.options.fetchDeadlineMs !== undefined ? { fetchDeadlineMs: this.options.fetchDeadlineMs } : {}),
+      onReadError: (path, error) => this.options.log.warn('read failed', { digest: target.digest, path, error: error instanceof Error ? error.message : String(error) }),
+    });
+    if (signal.aborted) {
+      await this.options.mounts.unmount(mountpoint).catch(() => undefined);
+      signal.throwIfAborted();
+    }
+    const layer: MountedLayer = {
+      mountpoint,
+      chainId,
+      image: target.image.toString(),
+      digest: target.digest,
+      format: index.layer.format,
+      tocDigest: index.layer.tocDigest,
+      mountedAt: new Date(),
+      mount,
+      source,
+    };
+    this.layers.set(mountpoint, layer);
+    return layer;
+  }
+
+  /** The TOC digest from the labels, or else from the layer's annotations in the manifest (when its digest is known). */
+  private async expectedDigests(target: LayerTarget, signal: AbortSignal): Promise<Expected> {
+    if (target.tocDigest) return { tocDigest: target.tocDigest };
+    if (!target.manifestDigest) return {};
+    const manifest = await this.manifest(target.image, target.manifestDigest, signal);
+    const descriptor = manifest.layers.find((layer) => layer.digest === target.digest);
+    return expectedFromAnnotations(descriptor);
+  }
+
+  /** Builds the index from the layer's tail; a stored tail that fails verification is dropped and fetched again. */
+  private async openIndex(target: LayerTarget, tail: LayerTail, expected: Expected, verify: boolean, signal: AbortSignal): Promise<{ layer: OpenedLayer; size: number }> {
+    const open = (from: LayerTail) =>
+      openLayer(new TailSource(from), {
+        verify,
+        tailSize: from.bytes.length,
+        maxTocSize: this.maxTocBytes,
+        ...(expected.tocDigest ? { expectedTocDigest: expected.tocDigest } : {}),
+        ...(expected.manifestChecksum ? { expectedManifestChecksum: expected.manifestChecksum } : {}),
+        signal,
+      });
+    try {
+      return { layer: await open(tail), size: tail.size };
+    } catch (err) {
+      if (!(err instanceof TocError) || !/does not match/.test(err.message)) throw err;
+      this.tailFetches.delete(target.digest);
+      await this.options.tails.delete(target.digest);
+      const fresh = await this.tail(target.image, target.digest, signal);
+      return { layer: await open(fresh), size: fresh.size };
+    }
+  }
+
+  /** One fetch per blob digest at a time: from memory, the tail store, then the registry (and stored). */
+  private tail(image: ImageReference, digest: Digest, signal?: AbortSignal): Promise<LayerTail> {
+    let pending = this.tailFetches.get(digest);
+    if (!pending) {
+      pending = this.loadTail(image, digest, signal);
+      this.tailFetches.set(digest, pending);
+      // Only the in-flight fetch is shared; the bytes live on disk, so memory holds no TOC per layer.
+      const forget = () => this.tailFetches.delete(digest);
+      pending.then(forget, forget);
+    }
+    return pending;
+  }
+
+  private async loadTail(image: ImageReference, digest: Digest, signal?: AbortSignal): Promise<LayerTail> {
+    const stored = await this.options.tails.get(digest);
+    if (stored) return stored;
+    const started = performance.now();
+    const blob = await this.options.client.openBlob(image, { digest }, { ...(signal ? { signal } : {}) });
+    const tail = await fetchTail(blob, this.maxTocBytes, signal);
+    this.options.metrics?.observeTocFetch(seconds(started));
+    await this.options.tails.put(digest, tail).catch((err: Error) => this.options.log.warn('could not store layer tail', { digest, error: err.message }));
+    return tail;
+  }
+
+  private manifest(image: ImageReference, digest: Digest, signal?: AbortSignal): Promise<ImageManifest> {
+    let pending = this.manifests.get(digest);
+    if (!pending) {
+      pending = this.options.client.fetchManifest(image, digest, signal).then((fetched) => {
+        if (fetched.document.kind !== 'manifest') throw new TocError(`${digest} is not an image manifest`);
+        return fetched.document.manifest;
+      });
+      this.manifests.set(digest, pending);
+      pending.catch(() => this.manifests.delete(digest));
+    }
+    return pending;
+  }
+
+  /**
+   * Fetches the tails of the layers after this one in the background, so their Prepares (which
+   * containerd sends one after another) find them ready. Failures are left to each layer's own Prepare.
+   */
+  private preResolveNeighbours(target: LayerTarget): void {
+    const fetchAll = (digests: readonly Digest[]) => {
+      for (const digest of digests) {
+        if (digest !== target.digest) this.tail(target.image, digest).catch(() => undefined);
+      }
+    };
+    fetchAll(target.layers.slice(1));
+    if (target.layersTruncated && target.manifestDigest) {
+      this.manifest(target.image, target.manifestDigest)
+        .then((manifest) => fetchAll(layersAfter(manifest, target.digest)))
+        .catch(() => undefined);
+    }
+  }
+}
+
+function expectedFromAnnotations(descriptor: Descriptor | undefined): Expected {
+  const annotations = descriptor?.annotations ?? {};
+  const toc = annotations[STARGZ_TOC_ANNOTATION];
+  const checksum = annotations[ZSTD_CHUNKED_CHECKSUM_ANNOTATION];
+  return {
+    ...(isDigest(toc) ? { tocDigest: toc } : {}),
+    ...(isDigest(checksum) ? { manifestChecksum: checksum } : {}),
+  };
+}
+
+function layersAfter(manifest: ImageManifest, digest: Digest): Digest[] {
+  const digests = manifest.layers.map((layer) => layer.digest);
+  const at = digests.indexOf(digest);
+  return at < 0 ? [] : digests.slice(at + 1);
+}
+
+function seconds(since: number): number {
+  return (performance.now() - since) / 1000;
+}

@@ -1,0 +1,156 @@
+/**
+ * End to end, with real parts only: docker-registry on 127.0.0.1 behind a byte-counting TCP relay,
+ * Debian's containerd 1.6 with lazypull as its proxy snapshotter, runc, and `ctr-remote images rpull`.
+ * Lazy eStargz images run after fetching a fraction of their bytes; plain layers fall back and
+ * `lazypull status` says why; a restarted daemon restores its layers and serves a new container from
+ * the cache with the registry gone; garbage labels on the socket are fallbacks, not crashes.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DaemonStatus, LayerStatus } from '../../../src/daemon/status.js';
+import { startContainerd, type Containerd } from '../../helpers/containerd.js';
+import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
+import { coreutilsFiles, incompressible, pushRunnableImage, type RunnableImage, type RunnableLayer } from '../../helpers/runnable-image.js';
+import { codeOf, snapshotsClient } from '../../unit/snapshot/grpc-client.js';
+import { startTcpRelay, type TcpRelay } from '../fs/proxies.js';
+import { buildIfStale, REPO, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
+
+const execFileAsync = promisify(execFile);
+
+/** No background fetch: the relay's byte count is then what the workload's reads cost. */
+const DAEMON_CONFIG = ['[fetch]', 'background = false', 'prefetch_wait_sec = 2', '[registry]', 'hosts_dir = ""'].join('\n');
+const UNREAD_BYTES = 24 << 20;
+
+let registry: TestRegistry | undefined;
+let relay: TcpRelay | undefined;
+let lazypull: LazypullDaemon | undefined;
+let containerd: Containerd | undefined;
+let workDir: string | undefined;
+
+beforeAll(async () => {
+  await buildIfStale();
+  registry = await startRegistry();
+  relay = await startTcpRelay(Number(registry.host.split(':')[1]));
+  lazypull = await startLazypull([], { config: DAEMON_CONFIG });
+  containerd = await startContainerd({
+    enablePlugins: ['io.containerd.runtime.v1.linux'],
+    extraConfig: ['[proxy_plugins]', '  [proxy_plugins.lazypull]', '    type = "snapshot"', `    address = ${JSON.stringify(lazypull.socket)}`].join('\n'),
+  });
+  workDir = await mkdtemp('/tmp/lpe-');
+}, 180_000);
+
+afterAll(async () => {
+  const results = await Promise.allSettled([containerd?.stop(), registry?.stop(), relay?.close()]);
+  await lazypull?.stop();
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+  for (const r of results) if (r.status === 'rejected') throw r.reason;
+}, 60_000);
+
+const greeting = (text: string): RunnableLayer['files'] => ({ '/etc/greeting': Buffer.from(`${text}\n`) });
+const coreutilsLayer = (format: RunnableLayer['format']): RunnableLayer => ({ format, files: { ...coreutilsFiles(), '/data/unread.bin': incompressible(UNREAD_BYTES) } });
+
+async function push(repo: string, layers: RunnableLayer[]): Promise<RunnableImage & { viaRelay: string }> {
+  const image = await pushRunnableImage(registry as TestRegistry, repo, 'v1', layers);
+  return { ...image, viaRelay: image.ref.replace((registry as TestRegistry).host, (relay as TcpRelay).host) };
+}
+
+async function rpull(ref: string): Promise<void> {
+  await (containerd as Containerd).ctrRemote(['images', 'rpull', '--plain-http', '--snapshotter', 'lazypull', ref], { timeoutMs: 120_000 });
+}
+
+async function run(ref: string, name: string, ...command: string[]): Promise<string> {
+  return (await (containerd as Containerd).ctr(['run', '--snapshotter', 'lazypull', '--rm', ref, name, ...command], { timeoutMs: 120_000 })).stdout;
+}
+
+async function status(): Promise<DaemonStatus> {
+  const { stdout } = await execFileAsync(process.execPath, [`${REPO}/bin/lazypull.js`, 'status', '--json', '--address', (lazypull as LazypullDaemon).socket]);
+  return JSON.parse(stdout) as DaemonStatus;
+}
+
+function layersOf(st: DaemonStatus, image: { layers: string[] }): LayerStatus[] {
+  return image.layers.map((digest) => {
+    const found = st.layers.find((l) => l.digest === digest);
+    if (!found) throw new Error(`status lists no layer ${digest}: ${JSON.stringify(st.layers)}`);
+    return found;
+  });
+}
+
+describe('lazy pull end to end', () => {
+  let lazyImage: (RunnableImage & { viaRelay: string }) | undefined;
+
+  it('ctr-remote rpull of an eStargz image mounts every layer lazily; the container runs after fetching a fraction of the image', async () => {
+    lazyImage = await push('e2e/lazy', [coreutilsLayer('estargz'), { format: 'estargz', files: greeting('hello from a lazy layer') }]);
+    const before = (relay as TcpRelay).bytesFromUpstream();
+    await rpull(lazyImage.viaRelay);
+    expect(await run(lazyImage.viaRelay, 'lazy-1', 'cat', '/etc/greeting')).toBe('hello from a lazy layer\n');
+    const fetched = (relay as TcpRelay).bytesFromUpstream() - before;
+    expect(fetched, `registry served ${fetched} bytes of a ${lazyImage.layerBytes}-byte image`).toBeLessThan(lazyImage.layerBytes * 0.3);
+
+    const layers = layersOf(await status(), lazyImage);
+    expect(layers.map((l) => l.state)).toEqual(['lazy', 'lazy']);
+    expect(layers[0]?.format).toBe('estargz');
+    expect(layers[0]?.fetched_bytes).toBeGreaterThan(0);
+    expect(layers[0]?.fetched_bytes).toBeLessThan(layers[0]?.total_bytes ?? 0);
+  });
+
+  it('a plain gzip image falls back layer by layer, runs, and status says why', async () => {
+    const plain = await push('e2e/plain', [{ format: 'gzip', files: coreutilsFiles() }, { format: 'gzip', files: greeting('hello from gzip') }]);
+    await rpull(plain.viaRelay);
+    expect(await run(plain.viaRelay, 'plain-1', 'cat', '/etc/greeting')).toBe('hello from gzip\n');
+    const layers = layersOf(await status(), plain);
+    for (const layer of layers) {
+      expect(layer.state).toBe('fallback');
+      expect(layer.reason).toMatch(/^not-lazy-format: not an eStargz or zstd:chunked layer/);
+      expect(layer.image).toBe(plain.viaRelay);
+    }
+    expect((lazypull as LazypullDaemon).log()).toMatch(/level=info msg="layer pulled normally, not lazily".*reason="not-lazy-format/);
+  });
+
+  it('an image mixing eStargz and plain gzip layers runs with the eStargz layer lazy and the other pulled', async () => {
+    const mixed = await push('e2e/mixed', [coreutilsLayer('estargz'), { format: 'gzip', files: greeting('hello from a mixed image') }]);
+    await rpull(mixed.viaRelay);
+    expect(await run(mixed.viaRelay, 'mixed-1', 'cat', '/etc/greeting')).toBe('hello from a mixed image\n');
+    expect(layersOf(await status(), mixed).map((l) => l.state)).toEqual(['lazy', 'fallback']);
+  });
+
+  it('garbage remote labels on the socket are fallbacks with a reason; the daemon keeps serving', async () => {
+    const client = snapshotsClient((lazypull as LazypullDaemon).socket);
+    const prepare = (key: string, labels: Record<string, string>) => client.call<{ mounts: unknown[] }>('Prepare', { key, parent: '', labels });
+    try {
+      const garbage: Record<string, string>[] = [
+        { 'containerd.io/snapshot/cri.image-ref': 'NOT A REFERENCE', 'containerd.io/snapshot/cri.layer-digest': 'sha256:xyz' },
+        { 'containerd.io/snapshot/cri.image-ref': `${(relay as TcpRelay).host}/e2e/none:v1`, 'containerd.io/snapshot/cri.layer-digest': `sha256:${'0'.repeat(64)}`, 'containerd.io/snapshot/cri.image-layers': ',,,junk' },
+        { 'containerd.io/snapshot/remote/stargz.reference': 'x', 'containerd.io/snapshot/remote/stargz.digest': 'sha256:', 'containerd.io/snapshot/stargz/toc.digest': 'nope' },
+      ];
+      for (const [i, labels] of garbage.entries()) {
+        const answer = await prepare(`garbage-${i}`, { ...labels, 'containerd.io/snapshot.ref': `garbage-chain-${i}` });
+        expect(answer.mounts, 'a fallback answers ordinary mounts').toHaveLength(1);
+      }
+      const reasons = (await status()).layers.filter((l) => l.snapshot.startsWith('garbage-')).map((l) => l.reason);
+      expect(reasons).toHaveLength(3);
+      expect(reasons[0]).toMatch(/^no-remote-labels: image reference label: invalid image reference/);
+      expect(reasons[1]).toMatch(/^(registry-unreachable|not-lazy-format|other): /);
+      expect(reasons[2]).toMatch(/^no-remote-labels: layer digest label/);
+      expect(await codeOf(prepare('garbage-0', {}))).toBe(6 /* ALREADY_EXISTS */);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('after a restart the lazy layers are restored, and a new container starts from the cache with the registry gone', async () => {
+    const image = lazyImage as RunnableImage & { viaRelay: string };
+    const daemon = lazypull as LazypullDaemon;
+    await daemon.stop({ keepDir: true });
+    await (relay as TcpRelay).stop();
+    try {
+      lazypull = await startLazypull([], { dir: daemon.dir, config: DAEMON_CONFIG });
+      expect(layersOf(await status(), image).map((l) => l.state)).toEqual(['lazy', 'lazy']);
+      expect(await run(image.viaRelay, 'lazy-2', 'cat', '/etc/greeting')).toBe('hello from a lazy layer\n');
+      expect(lazypull.log()).toMatch(/msg="restored remote snapshots" restored=\d+ failed=0/);
+    } finally {
+      await (relay as TcpRelay).start();
+    }
+  });
+});
