@@ -151,6 +151,20 @@ export async function mountFuse(mountpoint: string, ops: FuseOperations, options
   await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
   return {
     mountpoint,
-    unmount: () => new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve()))),
+    unmount: () => boundedUnmount(fuse, mountpoint),
   };
+}
+
+/** fuse-native never calls back when the mount was already removed from outside (umount -l, a deleted dir). */
+const UNMOUNT_TIMEOUT_MS = 10_000;
+
+function boundedUnmount(fuse: FuseInstance, mountpoint: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`unmount of ${mountpoint} did not finish within ${UNMOUNT_TIMEOUT_MS} ms`)), UNMOUNT_TIMEOUT_MS);
+    fuse.unmount((err) => {
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
 }

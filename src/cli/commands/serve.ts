@@ -56,6 +56,9 @@ export async function runServe(flags: ServeFlags): Promise<void> {
   const signal = await stopped;
   log.info('shutting down', { signal });
   await daemon.close();
+  log.info('stopped');
+  // A FUSE session thread whose mount vanished from outside can keep the event loop alive forever.
+  process.exit(0);
 }
 
 export function registerServe(program: Command): void {
