@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DaemonStatus, LayerStatus } from '../../../src/daemon/status.js';
 import { startContainerd, type Containerd } from '../../helpers/containerd.js';
+import { scrape, type Scrape } from '../../helpers/prometheus.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
 import { coreutilsFiles, incompressible, pushRunnableImage, type RunnableImage, type RunnableLayer } from '../../helpers/runnable-image.js';
 import { codeOf, snapshotsClient } from '../../unit/snapshot/grpc-client.js';
@@ -20,7 +21,7 @@ import { buildIfStale, REPO, startLazypull, type LazypullDaemon } from '../snaps
 const execFileAsync = promisify(execFile);
 
 /** No background fetch: the relay's byte count is then what the workload's reads cost. */
-const DAEMON_CONFIG = ['[fetch]', 'background = false', 'prefetch_wait_sec = 2', '[registry]', 'hosts_dir = ""'].join('\n');
+const DAEMON_CONFIG = ['metrics_address = "127.0.0.1:0"', '[fetch]', 'background = false', 'prefetch_wait_sec = 2', '[registry]', 'hosts_dir = ""'].join('\n');
 const UNREAD_BYTES = 24 << 20;
 
 let registry: TestRegistry | undefined;
@@ -69,6 +70,13 @@ async function status(): Promise<DaemonStatus> {
   return JSON.parse(stdout) as DaemonStatus;
 }
 
+/** The daemon's /metrics, at the address its start-up log line names. */
+async function metrics(): Promise<Scrape> {
+  const address = /metrics=http:\/\/(\S+)\/metrics/.exec((lazypull as LazypullDaemon).log())?.[1];
+  if (!address) throw new Error('the daemon logged no metrics address');
+  return scrape(address);
+}
+
 function layersOf(st: DaemonStatus, image: { layers: string[] }): LayerStatus[] {
   return image.layers.map((digest) => {
     const found = st.layers.find((l) => l.digest === digest);
@@ -106,6 +114,11 @@ describe('lazy pull end to end', () => {
       expect(layer.image).toBe(plain.viaRelay);
     }
     expect((lazypull as LazypullDaemon).log()).toMatch(/level=info msg="layer pulled normally, not lazily".*reason="not-lazy-format/);
+    const scraped = await metrics();
+    expect(scraped.value('lazypull_layer_fallbacks_total', { reason: 'not-lazy-format' })).toBe(2);
+    const lazyLayer = (lazyImage as RunnableImage).layers[0] as string;
+    expect(scraped.value('lazypull_layer_fetched_bytes', { digest: lazyLayer })).toBeGreaterThan(0);
+    expect(scraped.value('lazypull_layer_mount_duration_seconds_count', { outcome: 'lazy' })).toBe(2);
   });
 
   it('an image mixing eStargz and plain gzip layers runs with the eStargz layer lazy and the other pulled', async () => {
