@@ -21,7 +21,7 @@ export interface LayerTarget {
   layersTruncated: boolean;
   /** `stargz.prefetch`: bytes to prefetch when the layer has no landmark. */
   prefetchBytes?: number;
-  /** `stargz.skipverify`: serve without a TOC digest check (chunk digests are still checked when present). */
+  /** `stargz.skipverify`: serve without a TOC digest check (chunk digests are still checked; legacy stargz has none). */
   skipVerify: boolean;
 }
 

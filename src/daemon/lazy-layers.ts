@@ -192,14 +192,19 @@ export class LazyLayerResolver implements RemoteLayerResolver {
   }
 
   private async mountTarget(target: LayerTarget, chainId: string, mountpoint: string, signal: AbortSignal): Promise<MountedLayer> {
-    const verify = this.verify && !target.skipVerify;
+    const verifyToc = this.verify && !target.skipVerify;
     // The tail first: it tells a plain layer (the common fallback) from a lazy one with a missing annotation.
     const tail = await this.tail(target.image, target.digest, signal);
     const expected = await this.expectedDigests(target, signal);
-    if (verify && !expected.tocDigest && !expected.manifestChecksum) {
+    if (verifyToc && !expected.tocDigest && !expected.manifestChecksum) {
       throw new MissingTocDigestError(`layer ${target.digest} has no ${STARGZ_TOC_ANNOTATION} annotation to verify its TOC against (convert it with lazypull convert or ctr-remote, or set stargz.skipverify)`);
     }
-    const index = await this.openIndex(target, tail, expected, verify, signal);
+    // Chunk digests are checked even when the TOC is not (skipverify): a chunk's bytes must hash to the
+    // digest that keys it in the shared cache. Only legacy stargz, which has none, is read unverified.
+    const index = await this.openIndex(target, tail, expected, true, signal).catch((err: unknown) => {
+      if (verifyToc || !(err instanceof TocError) || !/legacy stargz/.test(err.message)) throw err;
+      return this.openIndex(target, tail, expected, false, signal);
+    });
     const source = await this.options.client.openBlob(target.image, { digest: target.digest, size: index.size }, { signal });
     signal.throwIfAborted();
     const mount = await this.options.mounts.mount({

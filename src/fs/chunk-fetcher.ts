@@ -62,7 +62,10 @@ export class ChunkFetcher {
   }
 
   keyOf(chunk: ChunkRef): string {
-    return chunk.digest ?? unverifiedChunkKey(this.options.layerDigest, chunk.compressedOffset, chunk.innerOffset);
+    // A digest names cache content only when decode checked the bytes against it; otherwise an unverified
+    // layer could plant bytes under another layer's chunk digest.
+    if (chunk.digest && this.options.index.verified) return chunk.digest;
+    return unverifiedChunkKey(this.options.layerDigest, chunk.compressedOffset, chunk.innerOffset);
   }
 
   /** On-demand reads in progress (background fetching waits for 0). */

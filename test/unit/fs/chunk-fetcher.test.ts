@@ -110,4 +110,15 @@ describe('ChunkFetcher', () => {
     expect(fetcher.keyOf(undigested)).toBe(`unverified:sha256:layer:${file.chunks[1]!.compressedOffset}:0`);
     expect(fetcher.keyOf(file.chunks[1]!)).toBe(file.chunks[1]!.digest);
   });
+
+  it('never stores bytes of an unverified layer under their claimed digest (no cross-layer cache poisoning)', async () => {
+    const { layer, source, cache, file } = setup();
+    const unverified = Object.assign(Object.create(Object.getPrototypeOf(layer.index) as object) as typeof layer.index, layer.index, { verified: false });
+    const fetcher = new ChunkFetcher({ index: unverified, source, cache, layerDigest: 'sha256:untrusted', deadlineMs: 2000 });
+    const chunk = file.chunks[0]!;
+    expect(fetcher.keyOf(chunk)).toBe(`unverified:sha256:untrusted:${chunk.compressedOffset}:0`);
+    await fetcher.getChunks([chunk], 'foreground');
+    expect(await cache.has(chunk.digest!)).toBe(false);
+    expect(await cache.has(fetcher.keyOf(chunk))).toBe(true);
+  });
 });
