@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { DEFAULT_DAEMON_CONFIG } from '../../config/config.js';
 import type { DaemonStatus, LayerStatus } from '../../daemon/status.js';
 import { loadStatusService } from '../../grpc/protos.js';
+import { humanSize } from '../options.js';
 
 const CALL_TIMEOUT_MS = 10_000;
 
@@ -20,22 +21,11 @@ export async function fetchStatus(address: string): Promise<DaemonStatus> {
   }
 }
 
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
-}
-
 function layerLine(layer: LayerStatus): string {
   const digest = layer.digest ? layer.digest.slice(0, 19) : layer.snapshot.slice(0, 19);
   if (layer.state !== 'lazy') return `  ${digest}  ${layer.state.padEnd(11)}  ${layer.reason}`;
-  const prefetch = layer.prefetch_bytes === 0 ? 'no prefetch' : layer.prefetch_done ? `prefetched ${formatBytes(layer.prefetch_bytes)}` : `prefetching ${formatBytes(layer.prefetch_bytes)}`;
-  const fetched = `fetched ${formatBytes(layer.fetched_bytes)} of ${formatBytes(layer.total_bytes)}${layer.background_done ? ' (complete)' : ''}`;
+  const prefetch = layer.prefetch_bytes === 0 ? 'no prefetch' : layer.prefetch_done ? `prefetched ${humanSize(layer.prefetch_bytes)}` : `prefetching ${humanSize(layer.prefetch_bytes)}`;
+  const fetched = `fetched ${humanSize(layer.fetched_bytes)} of ${humanSize(layer.total_bytes)}${layer.background_done ? ' (complete)' : ''}`;
   return `  ${digest}  ${'lazy'.padEnd(11)}  ${layer.format}, ${fetched}, ${prefetch}${layer.warning ? `; warning: ${layer.warning}` : ''}`;
 }
 
@@ -51,7 +41,7 @@ export function formatStatus(status: DaemonStatus): string {
   }
   if (status.layers.length === 0) lines.push('no image layers yet');
   const c = status.cache;
-  lines.push(`cache ${c.dir}: ${formatBytes(c.disk_bytes)} of ${formatBytes(c.max_disk_bytes)} on disk (${c.disk_entries} chunks), ${formatBytes(c.memory_bytes)} of ${formatBytes(c.max_memory_bytes)} in memory; ${c.hits} hits, ${c.misses} misses, ${c.evictions} evictions`);
+  lines.push(`cache ${c.dir}: ${humanSize(c.disk_bytes)} of ${humanSize(c.max_disk_bytes)} on disk (${c.disk_entries} chunks), ${humanSize(c.memory_bytes)} of ${humanSize(c.max_memory_bytes)} in memory; ${c.hits} hits, ${c.misses} misses, ${c.evictions} evictions`);
   return `${lines.join('\n')}\n`;
 }
 
