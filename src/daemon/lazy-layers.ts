@@ -161,6 +161,8 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     if (!layer) return;
     this.layers.delete(mountpoint);
     await this.options.mounts.unmount(mountpoint);
+    // The stored tail only serves restores of this layer's snapshots; the last one is gone.
+    if (![...this.layers.values()].some((other) => other.digest === layer.digest)) await this.options.tails.delete(layer.digest);
   }
 
   mounted(mountpoint: string): MountedLayer | undefined {

@@ -6,7 +6,8 @@
  * the cache with the registry gone; garbage labels on the socket are fallbacks, not crashes.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DaemonStatus, LayerStatus } from '../../../src/daemon/status.js';
@@ -162,6 +163,12 @@ describe('lazy pull end to end', () => {
       expect(layersOf(await status(), image).map((l) => l.state)).toEqual(['lazy', 'lazy']);
       expect(await run(image.viaRelay, 'lazy-2', 'cat', '/etc/greeting')).toBe('hello from a lazy layer\n');
       expect(lazypull.log()).toMatch(/msg="restored remote snapshots" restored=\d+ failed=0/);
+      // Removing the image lets containerd's GC remove the layers; their stored tails go with them.
+      const tails = join(lazypull.root, 'tails');
+      expect(await readdir(tails)).toEqual(expect.arrayContaining(image.layers.map((d) => d.slice('sha256:'.length))));
+      await (containerd as Containerd).ctr(['images', 'rm', '--sync', image.viaRelay], { timeoutMs: 30_000 });
+      const left = await readdir(tails);
+      for (const digest of image.layers) expect(left).not.toContain(digest.slice('sha256:'.length));
     } finally {
       await (relay as TcpRelay).start();
     }
