@@ -75,9 +75,9 @@ export const LAYER_IDENTITY_LABELS: readonly string[] = [
   REMOTE_LAYER_LABELS.stargzDigest,
 ];
 
-/** The resolver until the layer filesystem exists: every layer is pulled normally, and we say so. */
+/** The resolver of a snapshotter given none (tests, tools): every layer is pulled normally, and it says so. */
 export class NoRemoteLayers implements RemoteLayerResolver {
-  static readonly REASON = 'lazy layers not available yet';
+  static readonly REASON = 'no remote layer resolver is configured';
 
   async resolve(): Promise<RemoteLayerResolution> {
     return { fallback: NoRemoteLayers.REASON };

@@ -262,10 +262,7 @@ export class Snapshotter {
 
   /** Why layers were pulled normally instead of lazily, per snapshot. */
   fallbacks(): LayerFallback[] {
-    return this.store
-      .transaction((tx) => tx.list())
-      .filter((record) => record.fallbackReason !== undefined)
-      .map((record) => ({ key: record.key, reason: record.fallbackReason as string }));
+    return this.layerSnapshots().flatMap((s) => (s.fallbackReason === undefined ? [] : [{ key: s.key, reason: s.fallbackReason }]));
   }
 
   close(): void {

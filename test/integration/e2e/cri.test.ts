@@ -7,25 +7,21 @@
  * everything it writes (root, state, CNI conf dir, registry hosts) is in the test's temp dirs; its
  * stream server listens on 127.0.0.1 with a random port.
  */
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DaemonStatus, LayerStatus } from '../../../src/daemon/status.js';
 import { startContainerd, type Containerd } from '../../helpers/containerd.js';
 import { criImageClient, type CriImageClient } from '../../helpers/cri/client.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
-import { coreutilsFiles, incompressible, pushRunnableImage, type RunnableImage, type RunnableLayer } from '../../helpers/runnable-image.js';
+import { coreutilsFiles } from '../../helpers/runnable-image.js';
 import { startTcpRelay, type TcpRelay } from '../fs/proxies.js';
-import { buildIfStale, REPO, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
+import { buildIfStale, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
+import { coreutilsLayer, daemonStatus, greetingLayer, layersOf, pushViaRelay } from './lazy-stack.js';
 
-const execFileAsync = promisify(execFile);
 
 /** No background fetch: the relay's byte count is then only what the pull itself read. */
 const DAEMON_CONFIG = ['[fetch]', 'background = false', '[registry]', 'hosts_dir = ""'].join('\n');
-const UNREAD_BYTES = 24 << 20;
 const CRI = 'io.containerd.grpc.v1.cri';
 /** System paths the CRI plugin would use by default; the test must leave them as it found them. */
 const SYSTEM_PATHS = ['/etc/cni/net.d', '/var/lib/containerd', '/var/run/netns', '/var/lib/lazypull'];
@@ -111,31 +107,14 @@ afterAll(async () => {
   for (const r of results) if (r.status === 'rejected') throw r.reason;
 }, 60_000);
 
-const coreutilsLayer = (format: RunnableLayer['format']): RunnableLayer => ({ format, files: { ...coreutilsFiles(), '/data/unread.bin': incompressible(UNREAD_BYTES) } });
-const greeting = (text: string): RunnableLayer => ({ format: 'estargz', files: { '/etc/greeting': Buffer.from(`${text}\n`) } });
 
-async function push(repo: string, layers: RunnableLayer[]): Promise<RunnableImage & { viaRelay: string }> {
-  const image = await pushRunnableImage(registry as TestRegistry, repo, 'v1', layers);
-  return { ...image, viaRelay: image.ref.replace((registry as TestRegistry).host, (relay as TcpRelay).host) };
-}
 
-async function status(): Promise<DaemonStatus> {
-  const { stdout } = await execFileAsync(process.execPath, [`${REPO}/bin/lazypull.js`, 'status', '--json', '--address', (lazypull as LazypullDaemon).socket]);
-  return JSON.parse(stdout) as DaemonStatus;
-}
 
-function layersOf(st: DaemonStatus, image: { layers: string[] }): LayerStatus[] {
-  return image.layers.map((digest) => {
-    const found = st.layers.find((l) => l.digest === digest);
-    if (!found) throw new Error(`status lists no layer ${digest}: ${JSON.stringify(st.layers)}`);
-    return found;
-  });
-}
 
 describe('CRI PullImage through containerd 1.6 with lazypull as the CRI snapshotter', () => {
   it('mounts every layer of an eStargz image lazily, from the cri.* labels, fetching a fraction of the image', async () => {
     const client = cri as CriImageClient;
-    const image = await push('e2e/cri-lazy', [coreutilsLayer('estargz'), greeting('hello from CRI')]);
+    const image = await pushViaRelay(registry as TestRegistry, relay as TcpRelay, 'e2e/cri-lazy', [coreutilsLayer('estargz'), greetingLayer('hello from CRI')]);
     const before = (relay as TcpRelay).bytesFromUpstream();
 
     const imageRef = await client.pullImage(image.viaRelay);
@@ -148,7 +127,7 @@ describe('CRI PullImage through containerd 1.6 with lazypull as the CRI snapshot
     expect(found?.repo_digests).toContain(`${image.viaRelay.replace(/:v1$/, '')}@${image.manifestDigest}`);
     expect((await client.listImages()).map((i) => i.id)).toContain(imageRef);
 
-    const layers = layersOf(await status(), image);
+    const layers = layersOf(await daemonStatus((lazypull as LazypullDaemon).socket), image);
     for (const layer of layers) {
       expect(layer.state, `${layer.digest}: ${layer.reason}`).toBe('lazy');
       expect(layer.image, 'the image reference came from the cri.image-ref label').toBe(image.viaRelay);
@@ -159,10 +138,10 @@ describe('CRI PullImage through containerd 1.6 with lazypull as the CRI snapshot
 
   it('a plain gzip image pulled through CRI falls back and status says why', async () => {
     const client = cri as CriImageClient;
-    const image = await push('e2e/cri-plain', [{ format: 'gzip', files: coreutilsFiles() }, { format: 'gzip', files: { '/etc/greeting': Buffer.from('plain\n') } }]);
+    const image = await pushViaRelay(registry as TestRegistry, relay as TcpRelay, 'e2e/cri-plain', [{ format: 'gzip', files: coreutilsFiles() }, greetingLayer('plain', 'gzip')]);
     const imageRef = await client.pullImage(image.viaRelay);
     expect((await client.imageStatus(image.viaRelay))?.id).toBe(imageRef);
-    for (const layer of layersOf(await status(), image)) {
+    for (const layer of layersOf(await daemonStatus((lazypull as LazypullDaemon).socket), image)) {
       expect(layer.state).toBe('fallback');
       expect(layer.reason).toMatch(/^not-lazy-format: /);
       expect(layer.image).toBe(image.viaRelay);

@@ -5,25 +5,21 @@
  * `lazypull status` says why; a restarted daemon restores its layers and serves a new container from
  * the cache with the registry gone; garbage labels on the socket are fallbacks, not crashes.
  */
-import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DaemonStatus, LayerStatus } from '../../../src/daemon/status.js';
 import { startContainerd, type Containerd } from '../../helpers/containerd.js';
 import { scrape, type Scrape } from '../../helpers/prometheus.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
-import { coreutilsFiles, incompressible, pushRunnableImage, type RunnableImage, type RunnableLayer } from '../../helpers/runnable-image.js';
+import { coreutilsFiles } from '../../helpers/runnable-image.js';
 import { codeOf, snapshotsClient } from '../../unit/snapshot/grpc-client.js';
 import { startTcpRelay, type TcpRelay } from '../fs/proxies.js';
-import { buildIfStale, REPO, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
+import { buildIfStale, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
+import { coreutilsLayer, daemonStatus, greetingLayer, layersOf, pushViaRelay, type RelayedImage } from './lazy-stack.js';
 
-const execFileAsync = promisify(execFile);
 
 /** No background fetch: the relay's byte count is then what the workload's reads cost. */
 const DAEMON_CONFIG = ['metrics_address = "127.0.0.1:0"', '[fetch]', 'background = false', 'prefetch_wait_sec = 2', '[registry]', 'hosts_dir = ""'].join('\n');
-const UNREAD_BYTES = 24 << 20;
 
 let registry: TestRegistry | undefined;
 let relay: TcpRelay | undefined;
@@ -50,13 +46,7 @@ afterAll(async () => {
   for (const r of results) if (r.status === 'rejected') throw r.reason;
 }, 60_000);
 
-const greeting = (text: string): RunnableLayer['files'] => ({ '/etc/greeting': Buffer.from(`${text}\n`) });
-const coreutilsLayer = (format: RunnableLayer['format']): RunnableLayer => ({ format, files: { ...coreutilsFiles(), '/data/unread.bin': incompressible(UNREAD_BYTES) } });
 
-async function push(repo: string, layers: RunnableLayer[]): Promise<RunnableImage & { viaRelay: string }> {
-  const image = await pushRunnableImage(registry as TestRegistry, repo, 'v1', layers);
-  return { ...image, viaRelay: image.ref.replace((registry as TestRegistry).host, (relay as TcpRelay).host) };
-}
 
 async function rpull(ref: string): Promise<void> {
   await (containerd as Containerd).ctrRemote(['images', 'rpull', '--plain-http', '--snapshotter', 'lazypull', ref], { timeoutMs: 120_000 });
@@ -66,10 +56,6 @@ async function run(ref: string, name: string, ...command: string[]): Promise<str
   return (await (containerd as Containerd).ctr(['run', '--snapshotter', 'lazypull', '--rm', ref, name, ...command], { timeoutMs: 120_000 })).stdout;
 }
 
-async function status(): Promise<DaemonStatus> {
-  const { stdout } = await execFileAsync(process.execPath, [`${REPO}/bin/lazypull.js`, 'status', '--json', '--address', (lazypull as LazypullDaemon).socket]);
-  return JSON.parse(stdout) as DaemonStatus;
-}
 
 /** The daemon's /metrics, at the address its start-up log line names. */
 async function metrics(): Promise<Scrape> {
@@ -78,26 +64,19 @@ async function metrics(): Promise<Scrape> {
   return scrape(address);
 }
 
-function layersOf(st: DaemonStatus, image: { layers: string[] }): LayerStatus[] {
-  return image.layers.map((digest) => {
-    const found = st.layers.find((l) => l.digest === digest);
-    if (!found) throw new Error(`status lists no layer ${digest}: ${JSON.stringify(st.layers)}`);
-    return found;
-  });
-}
 
 describe('lazy pull end to end', () => {
-  let lazyImage: (RunnableImage & { viaRelay: string }) | undefined;
+  let lazyImage: RelayedImage | undefined;
 
   it('ctr-remote rpull of an eStargz image mounts every layer lazily; the container runs after fetching a fraction of the image', async () => {
-    lazyImage = await push('e2e/lazy', [coreutilsLayer('estargz'), { format: 'estargz', files: greeting('hello from a lazy layer') }]);
+    lazyImage = await pushViaRelay(registry as TestRegistry, relay as TcpRelay, 'e2e/lazy', [coreutilsLayer('estargz'), greetingLayer('hello from a lazy layer')]);
     const before = (relay as TcpRelay).bytesFromUpstream();
     await rpull(lazyImage.viaRelay);
     expect(await run(lazyImage.viaRelay, 'lazy-1', 'cat', '/etc/greeting')).toBe('hello from a lazy layer\n');
     const fetched = (relay as TcpRelay).bytesFromUpstream() - before;
     expect(fetched, `registry served ${fetched} bytes of a ${lazyImage.layerBytes}-byte image`).toBeLessThan(lazyImage.layerBytes * 0.3);
 
-    const layers = layersOf(await status(), lazyImage);
+    const layers = layersOf(await daemonStatus((lazypull as LazypullDaemon).socket), lazyImage);
     expect(layers.map((l) => l.state)).toEqual(['lazy', 'lazy']);
     expect(layers[0]?.format).toBe('estargz');
     expect(layers[0]?.fetched_bytes).toBeGreaterThan(0);
@@ -105,10 +84,10 @@ describe('lazy pull end to end', () => {
   });
 
   it('a plain gzip image falls back layer by layer, runs, and status says why', async () => {
-    const plain = await push('e2e/plain', [{ format: 'gzip', files: coreutilsFiles() }, { format: 'gzip', files: greeting('hello from gzip') }]);
+    const plain = await pushViaRelay(registry as TestRegistry, relay as TcpRelay, 'e2e/plain', [{ format: 'gzip', files: coreutilsFiles() }, greetingLayer('hello from gzip', 'gzip')]);
     await rpull(plain.viaRelay);
     expect(await run(plain.viaRelay, 'plain-1', 'cat', '/etc/greeting')).toBe('hello from gzip\n');
-    const layers = layersOf(await status(), plain);
+    const layers = layersOf(await daemonStatus((lazypull as LazypullDaemon).socket), plain);
     for (const layer of layers) {
       expect(layer.state).toBe('fallback');
       expect(layer.reason).toMatch(/^not-lazy-format: not an eStargz or zstd:chunked layer/);
@@ -117,16 +96,16 @@ describe('lazy pull end to end', () => {
     expect((lazypull as LazypullDaemon).log()).toMatch(/level=info msg="layer pulled normally, not lazily".*reason="not-lazy-format/);
     const scraped = await metrics();
     expect(scraped.value('lazypull_layer_fallbacks_total', { reason: 'not-lazy-format' })).toBe(2);
-    const lazyLayer = (lazyImage as RunnableImage).layers[0] as string;
+    const lazyLayer = (lazyImage as RelayedImage).layers[0] as string;
     expect(scraped.value('lazypull_layer_fetched_bytes', { digest: lazyLayer })).toBeGreaterThan(0);
     expect(scraped.value('lazypull_layer_mount_duration_seconds_count', { outcome: 'lazy' })).toBe(2);
   });
 
   it('an image mixing eStargz and plain gzip layers runs with the eStargz layer lazy and the other pulled', async () => {
-    const mixed = await push('e2e/mixed', [coreutilsLayer('estargz'), { format: 'gzip', files: greeting('hello from a mixed image') }]);
+    const mixed = await pushViaRelay(registry as TestRegistry, relay as TcpRelay, 'e2e/mixed', [coreutilsLayer('estargz'), greetingLayer('hello from a mixed image', 'gzip')]);
     await rpull(mixed.viaRelay);
     expect(await run(mixed.viaRelay, 'mixed-1', 'cat', '/etc/greeting')).toBe('hello from a mixed image\n');
-    expect(layersOf(await status(), mixed).map((l) => l.state)).toEqual(['lazy', 'fallback']);
+    expect(layersOf(await daemonStatus((lazypull as LazypullDaemon).socket), mixed).map((l) => l.state)).toEqual(['lazy', 'fallback']);
   });
 
   it('garbage remote labels on the socket are fallbacks with a reason; the daemon keeps serving', async () => {
@@ -142,7 +121,7 @@ describe('lazy pull end to end', () => {
         const answer = await prepare(`garbage-${i}`, { ...labels, 'containerd.io/snapshot.ref': `garbage-chain-${i}` });
         expect(answer.mounts, 'a fallback answers ordinary mounts').toHaveLength(1);
       }
-      const reasons = (await status()).layers.filter((l) => l.snapshot.startsWith('garbage-')).map((l) => l.reason);
+      const reasons = (await daemonStatus((lazypull as LazypullDaemon).socket)).layers.filter((l) => l.snapshot.startsWith('garbage-')).map((l) => l.reason);
       expect(reasons).toHaveLength(3);
       expect(reasons[0]).toMatch(/^no-remote-labels: image reference label: invalid image reference/);
       expect(reasons[1]).toMatch(/^(registry-unreachable|not-lazy-format|other): /);
@@ -154,13 +133,13 @@ describe('lazy pull end to end', () => {
   });
 
   it('after a restart the lazy layers are restored, and a new container starts from the cache with the registry gone', async () => {
-    const image = lazyImage as RunnableImage & { viaRelay: string };
+    const image = lazyImage as RelayedImage;
     const daemon = lazypull as LazypullDaemon;
     await daemon.stop({ keepDir: true });
     await (relay as TcpRelay).stop();
     try {
       lazypull = await startLazypull([], { dir: daemon.dir, config: DAEMON_CONFIG });
-      expect(layersOf(await status(), image).map((l) => l.state)).toEqual(['lazy', 'lazy']);
+      expect(layersOf(await daemonStatus((lazypull as LazypullDaemon).socket), image).map((l) => l.state)).toEqual(['lazy', 'lazy']);
       expect(await run(image.viaRelay, 'lazy-2', 'cat', '/etc/greeting')).toBe('hello from a lazy layer\n');
       expect(lazypull.log()).toMatch(/msg="restored remote snapshots" restored=\d+ failed=0/);
       // Removing the image lets containerd's GC remove the layers; their stored tails go with them.

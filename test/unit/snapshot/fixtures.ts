@@ -18,7 +18,7 @@ export function makeStore(kind: StoreKind, root: string): MetadataStore {
 /** Temp roots and snapshotters made here are closed and removed after each test, also when it fails. */
 export function useSnapshotters(): {
   makeRoot: () => Promise<string>;
-  open: (kind: StoreKind, options?: { root?: string; remote?: RemoteLayerResolver; store?: MetadataStore; overlayIndexOff?: boolean }) => Promise<{ core: Snapshotter; root: string }>;
+  open: (kind: StoreKind, options?: { root?: string; remote?: RemoteLayerResolver; store?: MetadataStore; overlayIndexOff?: boolean; restoreFailure?: 'report' | 'fail' }) => Promise<{ core: Snapshotter; root: string }>;
 } {
   const roots: string[] = [];
   const cores: Snapshotter[] = [];
@@ -35,7 +35,13 @@ export function useSnapshotters(): {
     makeRoot,
     open: async (kind, options = {}) => {
       const root = options.root ?? (await makeRoot());
-      const core = await Snapshotter.open({ root, store: options.store ?? makeStore(kind, root), overlayIndexOff: options.overlayIndexOff ?? false, ...(options.remote ? { remote: options.remote } : {}) });
+      const core = await Snapshotter.open({
+        root,
+        store: options.store ?? makeStore(kind, root),
+        overlayIndexOff: options.overlayIndexOff ?? false,
+        ...(options.remote ? { remote: options.remote } : {}),
+        ...(options.restoreFailure ? { restoreFailure: options.restoreFailure } : {}),
+      });
       cores.push(core);
       return { core, root };
     },

@@ -1,13 +1,25 @@
 import { describe, expect, it } from 'vitest';
 import { SnapshotError } from '../../../src/snapshot/errors.js';
-import { NoRemoteLayers, REMOTE_LABEL, SNAPSHOT_REF_LABEL, type RemoteLayerRequest, type RemoteLayerResolution, type RemoteLayerResolver } from '../../../src/snapshot/remote-layer.js';
+import { NoRemoteLayers, REMOTE_LABEL, SNAPSHOT_REF_LABEL, type RemoteLayerRequest, type RemoteLayerResolution, type RemoteLayerResolver, type RemoteSnapshot } from '../../../src/snapshot/remote-layer.js';
 import { useSnapshotters } from './fixtures.js';
 
 /** A resolver that answers what the test says and records what it was asked. */
 class ScriptedResolver implements RemoteLayerResolver {
   readonly requests: RemoteLayerRequest[] = [];
   readonly released: string[] = [];
+  readonly restored: RemoteSnapshot[] = [];
+  readonly used: RemoteSnapshot[][] = [];
+  restoreError?: Error;
+  useError?: Error;
   constructor(private readonly answer: (request: RemoteLayerRequest) => RemoteLayerResolution) {}
+  async restore(layer: RemoteSnapshot): Promise<void> {
+    this.restored.push(layer);
+    if (this.restoreError) throw this.restoreError;
+  }
+  async beforeUse(layers: readonly RemoteSnapshot[]): Promise<void> {
+    this.used.push([...layers]);
+    if (this.useError) throw this.useError;
+  }
   async resolve(request: RemoteLayerRequest): Promise<RemoteLayerResolution> {
     this.requests.push(request);
     return this.answer(request);
@@ -65,10 +77,13 @@ describe('remote layer seam', () => {
     const mounts = await core.prepare('extract-1', '', LAYER_LABELS);
     expect(mounts[0]).toMatchObject({ type: 'bind', options: ['rw', 'rbind'] });
     expect(core.fallbacks()).toEqual([{ key: 'extract-1', reason: 'no TOC digest annotation' }]);
-    // The reason stays with the layer once containerd has unpacked and committed it.
-    await core.commit('sha256:chain1', 'extract-1', LAYER_LABELS);
+    // The reason stays with the layer once containerd has unpacked and committed it (containerd's
+    // commit passes other labels), and so do the labels naming its image, for status.
+    await core.commit('sha256:chain1', 'extract-1', { 'containerd.io/gc.root': 'x' });
     expect(core.fallbacks()).toEqual([{ key: 'sha256:chain1', reason: 'no TOC digest annotation' }]);
-    expect((await core.stat('sha256:chain1')).labels[REMOTE_LABEL]).toBeUndefined();
+    const labels = (await core.stat('sha256:chain1')).labels;
+    expect(labels).toEqual({ 'containerd.io/gc.root': 'x', 'containerd.io/snapshot/remote/stargz.reference': '127.0.0.1:5000/app:v1' });
+    expect(labels[REMOTE_LABEL]).toBeUndefined();
   });
 
   it('treats a throwing resolver, or one that mounted elsewhere, as a fallback with the reason', async () => {
@@ -99,6 +114,48 @@ describe('remote layer seam', () => {
     const { core } = await open('sqlite');
     await core.prepare('extract-1', '', LAYER_LABELS);
     expect(core.fallbacks()).toEqual([{ key: 'extract-1', reason: NoRemoteLayers.REASON }]);
-    expect(NoRemoteLayers.REASON).toBe('lazy layers not available yet');
+    expect(NoRemoteLayers.REASON).toBe('no remote layer resolver is configured');
+  });
+
+  it('mounts remote snapshots again at open; a failure is reported and kept, or fails open when configured', async () => {
+    const resolver = new ScriptedResolver((request) => ({ mounted: request.mountpoint }));
+    const first = await open('sqlite', { remote: resolver });
+    await errorOf(first.core.prepare('extract-1', '', LAYER_LABELS));
+    await first.core.prepare('plain', '', {});
+    first.core.close();
+
+    const again = new ScriptedResolver(() => ({ fallback: 'unused' }));
+    const reopened = await open('sqlite', { root: first.root, remote: again });
+    expect(again.restored).toEqual([{ chainId: 'sha256:chain1', labels: expect.objectContaining(LAYER_LABELS) as unknown, mountpoint: `${first.root}/snapshots/1/fs` }]);
+    expect(reopened.core.restoreFailures).toEqual([]);
+    reopened.core.close();
+
+    const failing = new ScriptedResolver(() => ({ fallback: 'unused' }));
+    failing.restoreError = new Error('registry unreachable');
+    const reported = await open('sqlite', { root: first.root, remote: failing });
+    expect(reported.core.restoreFailures).toEqual([{ chainId: 'sha256:chain1', reason: 'registry unreachable' }]);
+    reported.core.close();
+    await expect(open('sqlite', { root: first.root, remote: failing, restoreFailure: 'fail' })).rejects.toThrow(/1 remote snapshot\(s\) could not be restored, e.g. sha256:chain1: registry unreachable/);
+  });
+
+  it('checks the remote layers under a container before it starts, nearest first, and fails the Prepare as Unavailable when they cannot serve', async () => {
+    const resolver = new ScriptedResolver((request) => ({ mounted: request.mountpoint }));
+    const { core, root } = await open('memory', { remote: resolver });
+    await errorOf(core.prepare('extract-1', '', LAYER_LABELS));
+    await errorOf(core.prepare('extract-2', 'sha256:chain1', { ...LAYER_LABELS, [SNAPSHOT_REF_LABEL]: 'sha256:chain2' }));
+    await core.prepare('container', 'sha256:chain2', {});
+    expect(resolver.used.map((layers) => layers.map((l) => l.chainId))).toEqual([['sha256:chain2', 'sha256:chain1']]);
+    expect(resolver.used[0]?.[1]?.mountpoint).toBe(`${root}/snapshots/1/fs`);
+    await core.view('view', 'sha256:chain1', {});
+    expect(resolver.used).toHaveLength(2);
+
+    resolver.useError = new Error('layer sha256:x could not be restored');
+    const err = await errorOf(core.prepare('container-2', 'sha256:chain2', {}));
+    expect(err.code).toBe('Unavailable');
+    expect(err.message).toBe('a lazily pulled layer cannot serve reads: layer sha256:x could not be restored');
+    await expect(core.stat('container-2')).rejects.toMatchObject({ code: 'NotFound' });
+    // No remote ancestors, or no parent: nothing to check.
+    await core.prepare('scratch', '', {});
+    expect(resolver.used).toHaveLength(3);
   });
 });
