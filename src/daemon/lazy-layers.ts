@@ -84,6 +84,8 @@ interface Expected {
 export class LazyLayerResolver implements RemoteLayerResolver {
   private readonly layers = new Map<string, MountedLayer>();
   private readonly tailFetches = new Map<Digest, Promise<LayerTail>>();
+  /** Tails read from the TailStore rather than the registry. */
+  private readonly storedTails = new WeakSet<LayerTail>();
   private readonly manifests = new Map<Digest, Promise<ImageManifest>>();
   private readonly resolveTimeoutMs: number;
   private readonly maxTocBytes: number;
@@ -247,7 +249,7 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     return expectedFromAnnotations(descriptor);
   }
 
-  /** Builds the index from the layer's tail; a stored tail that fails verification is dropped and fetched again. */
+  /** Builds the index from the layer's tail; a stored tail that does not open is dropped and fetched again. */
   private async openIndex(target: LayerTarget, tail: LayerTail, expected: Expected, verify: boolean, signal: AbortSignal): Promise<{ layer: OpenedLayer; size: number }> {
     const open = (from: LayerTail) =>
       openLayer(new TailSource(from), {
@@ -261,7 +263,8 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     try {
       return { layer: await open(tail), size: tail.size };
     } catch (err) {
-      if (!(err instanceof TocError) || !/does not match/.test(err.message)) throw err;
+      // A stored tail is a cache: one that no longer opens (damaged on disk) is dropped and fetched again.
+      if (!this.storedTails.has(tail) || signal.aborted) throw err;
       this.tailFetches.delete(target.digest);
       await this.options.tails.delete(target.digest);
       const fresh = await this.tail(target.image, target.digest, signal);
@@ -284,7 +287,10 @@ export class LazyLayerResolver implements RemoteLayerResolver {
 
   private async loadTail(image: ImageReference, digest: Digest, signal?: AbortSignal): Promise<LayerTail> {
     const stored = await this.options.tails.get(digest);
-    if (stored) return stored;
+    if (stored) {
+      this.storedTails.add(stored);
+      return stored;
+    }
     const started = performance.now();
     const blob = await this.options.client.openBlob(image, { digest }, { ...(signal ? { signal } : {}) });
     const tail = await fetchTail(blob, this.maxTocBytes, signal);
