@@ -119,4 +119,21 @@ describe('LazyLayerResolver', () => {
       await new Promise<void>((resolve) => silentServer.close(() => resolve()));
     }
   });
+
+  it('before a container starts: warns while the registry is unreachable and the layer not fully cached, clears it once back', async () => {
+    const { lazy } = resolver('health');
+    const at = await mountpoint('health');
+    const labels = criLabels({ [L.criManifestDigest]: (image as RunnableImage).manifestDigest });
+    expect(await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels, mountpoint: at })).toEqual({ mounted: at });
+    await (relay as TcpRelay).stop();
+    try {
+      await lazy.beforeUse([{ chainId: 'c', labels, mountpoint: at }]);
+      expect(lazy.mounted(at)?.warning).toMatch(/^registry unreachable \(.*\) and the layer is not fully cached/);
+    } finally {
+      await (relay as TcpRelay).start();
+    }
+    await lazy.beforeUse([{ chainId: 'c', labels, mountpoint: at }]);
+    expect(lazy.mounted(at)?.warning).toBeUndefined();
+    await lazy.release(at);
+  });
 });
