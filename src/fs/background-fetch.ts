@@ -144,13 +144,11 @@ function prefetchLimit(index: LayerIndex, options: BackgroundFetchOptions): numb
   return options.prefetchBytes;
 }
 
-/** Every chunk of the layer once (hardlinks and shared members included once), in blob order. */
+/** Every chunk of the layer once (chunks shared by several files, e.g. hardlinks, included once), in blob order. */
 function distinctChunks(index: LayerIndex, fetcher: ChunkFetcher): ChunkRef[] {
   const byKey = new Map<string, ChunkRef>();
-  for (const entry of new Set(index.entries.values())) {
-    for (const chunk of entry.chunks) if (chunk.encoding !== 'zeros') byKey.set(fetcher.keyOf(chunk), chunk);
-  }
-  return [...byKey.values()].sort((a, b) => a.compressedOffset - b.compressedOffset || a.innerOffset - b.innerOffset);
+  for (const chunk of index.fetchUnits()) if (chunk.encoding !== 'zeros' && !byKey.has(fetcher.keyOf(chunk))) byKey.set(fetcher.keyOf(chunk), chunk);
+  return [...byKey.values()];
 }
 
 function memberBytes(chunks: readonly ChunkRef[]): number {

@@ -48,6 +48,12 @@ export class ChunkedLayerIndex implements LayerIndex {
     }
   }
 
+  fetchUnits(): readonly ChunkRef[] {
+    const units: ChunkRef[] = [];
+    for (const entry of new Set(this.entries.values())) units.push(...entry.chunks);
+    return units.sort((a, b) => a.compressedOffset - b.compressedOffset || a.innerOffset - b.innerOffset);
+  }
+
   plan(entry: LayerEntry, offset: number, length: number): ChunkSlice[] {
     if (entry.type !== 'reg') throw new Error(`${entry.name} is not a regular file`);
     const end = Math.min(entry.size, offset + length);

@@ -97,6 +97,11 @@ export interface LayerIndex {
   /** Chunks are verified against their digests unless this is false (legacy stargz with verification off). */
   readonly verified: boolean;
   lookup(path: string): LayerEntry | undefined;
+  /**
+   * Every chunk the read path can ask for, once each, in blob order: what prefetch and background fetch
+   * walk, so that what they cache is exactly what `plan` will look up.
+   */
+  fetchUnits(): readonly ChunkRef[];
   /** The chunk pieces that serve [offset, offset + length) of a regular file. */
   plan(entry: LayerEntry, offset: number, length: number): ChunkSlice[];
   /** Decompresses a fetched member and returns the verified chunk bytes. */

@@ -61,8 +61,8 @@ export class SociLayerIndex extends ChunkedLayerIndex {
     });
   }
 
-  /** Every span as a whole-span chunk, in blob order (for prefetching a layer span by span). */
-  spanChunks(): readonly ChunkRef[] {
+  /** Every span as a whole-span chunk, in blob order: a prefetch caches each span once, under the key reads use. */
+  override fetchUnits(): readonly ChunkRef[] {
     return this.wholeSpans.filter((c) => c.size > 0);
   }
 
