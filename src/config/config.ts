@@ -39,6 +39,12 @@ export interface DaemonConfig {
     maxDiskBytes: number;
     maxMemoryBytes: number;
   };
+  soci: {
+    /** Serve plain gzip layers lazily through their SOCI index's zTOCs. */
+    enable: boolean;
+    /** Also find v1 SOCI indexes through the referrers API and the `sha256-<hex>` tag. */
+    referrers: boolean;
+  };
   registry: {
     /** containerd's hosts.toml tree (mirrors, CAs, plain HTTP); '' disables it. */
     hostsDir: string;
@@ -52,6 +58,7 @@ export const DEFAULT_DAEMON_CONFIG: Readonly<DaemonConfig> = Object.freeze<Daemo
   layers: { verify: true, resolveTimeoutSec: 30, restoreFailure: 'report' },
   fetch: { prefetch: true, prefetchBytes: 0, background: true, readTimeoutSec: 30, prefetchWaitSec: 10, prefetchWaitMaxBytes: 128 << 20 },
   cache: { dir: '', maxDiskBytes: 10 * 1024 ** 3, maxMemoryBytes: 256 * 1024 ** 2 },
+  soci: { enable: true, referrers: false },
   registry: { hostsDir: '/etc/containerd/certs.d' },
 });
 
@@ -89,6 +96,8 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'cache.dir': { path: 'cache.dir', check: pathOrEmpty, help: 'chunk cache directory (default <root>/cache)' },
   'cache.max_disk_bytes': { path: 'cache.maxDiskBytes', check: count(1), help: 'disk bound of the chunk cache (LRU eviction)' },
   'cache.max_memory_bytes': { path: 'cache.maxMemoryBytes', check: count(1), help: 'memory bound of decompressed chunks' },
+  'soci.enable': { path: 'soci.enable', check: boolean, help: 'mount plain gzip layers lazily when a SOCI index has their zTOC (label, then the v2 annotation)' },
+  'soci.referrers': { path: 'soci.referrers', check: boolean, help: 'also find v1 SOCI indexes through the referrers API and the sha256-<hex> tag' },
   'registry.hosts_dir': { path: 'registry.hostsDir', check: pathOrEmpty, help: "containerd's hosts.toml directory ('' to ignore it)" },
 };
 

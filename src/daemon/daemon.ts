@@ -16,6 +16,7 @@ import { Snapshotter, type Logger } from '../snapshot/snapshotter.js';
 import { SqliteMetadataStore } from '../snapshot/sqlite-store.js';
 import { LazyLayerResolver } from './lazy-layers.js';
 import { TailStore } from './layer-tails.js';
+import { ZtocStore } from './ztoc-store.js';
 import { collectStatus } from './status.js';
 
 export interface RunningDaemon {
@@ -78,6 +79,8 @@ async function assemble(config: DaemonConfig, log: Logger, closers: Closers): Pr
     mounts,
     cache,
     tails: new TailStore(join(config.root, 'tails')),
+    ztocs: new ZtocStore(join(config.root, 'ztocs')),
+    soci: config.soci.enable && { referrers: config.soci.referrers },
     log,
     metrics,
     verify: config.layers.verify,

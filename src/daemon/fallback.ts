@@ -5,7 +5,9 @@
 import { FooterError } from '../estargz/footer.js';
 import { TocError } from '../estargz/open.js';
 import { TocValidationError } from '../estargz/toc-index.js';
-import { AuthError, DeadlineExceededError, HttpStatusError, RegistryError, RequestTimeoutError, isAbortError } from '../remote/index.js';
+import { AuthError, DeadlineExceededError, HttpStatusError, ManifestError, RegistryError, RequestTimeoutError, isAbortError } from '../remote/index.js';
+import { SociIndexError } from '../soci/index-manifest.js';
+import { ZtocError } from '../soci/ztoc.js';
 import { LabelError } from './layer-labels.js';
 
 import type { FallbackCategory } from '../metrics/index.js';
@@ -43,11 +45,11 @@ function categoryOf(err: unknown): FallbackCategory {
   if (err instanceof MissingTocDigestError) return 'no-toc-digest';
   if (err instanceof NotLazyFormatError || err instanceof FooterError) return 'not-lazy-format';
   if (err instanceof TocError && /external TOC|legacy stargz/.test(err.message)) return 'not-lazy-format';
-  if (err instanceof TocError || err instanceof TocValidationError) return 'toc-invalid';
+  if (err instanceof TocError || err instanceof TocValidationError || err instanceof ZtocError || err instanceof SociIndexError) return 'toc-invalid';
   if (err instanceof ResolveTimeoutError || err instanceof RequestTimeoutError || err instanceof DeadlineExceededError || isAbortError(err)) return 'timeout';
   if (err instanceof AuthError || (err instanceof HttpStatusError && (err.status === 401 || err.status === 403))) return 'auth';
-  // 404 and other client errors: the registry answered, it just has no such layer.
-  if (err instanceof HttpStatusError && err.status < 500) return 'other';
+  // 404 and other client errors, invalid manifests: the registry answered, it just has no such layer or index.
+  if ((err instanceof HttpStatusError && err.status < 500) || err instanceof ManifestError) return 'other';
   if (err instanceof RegistryError) return 'registry-unreachable';
   return 'other';
 }

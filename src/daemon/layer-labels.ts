@@ -1,11 +1,13 @@
 /**
  * What a layer Prepare's labels say about the layer: which image it belongs to, its blob digest, the
  * TOC digest to verify against, the layers after it (for pre-resolving), and the prefetch size. Both
- * label sets are understood: CRI / nerdctl / moby (`cri.*`) and `ctr-remote images rpull` (`stargz.*`).
+ * label sets are understood: CRI / nerdctl / moby (`cri.*`) and `ctr-remote images rpull` (`stargz.*`),
+ * plus soci-snapshotter's `soci.index.digest`.
  */
 import { REMOTE_LAYER_LABELS as L } from '../snapshot/remote-layer.js';
 import type { Labels } from '../snapshot/types.js';
 import { parseReference, type ImageReference } from '../remote/index.js';
+import { SOCI_INDEX_DIGEST_LABEL } from '../soci/index-manifest.js';
 import { isDigest, type Digest } from '../util/digest.js';
 
 export interface LayerTarget {
@@ -21,6 +23,8 @@ export interface LayerTarget {
   layersTruncated: boolean;
   /** `stargz.prefetch`: bytes to prefetch when the layer has no landmark. */
   prefetchBytes?: number;
+  /** `soci.index.digest`: the SOCI index that has this layer's zTOC. */
+  sociIndexDigest?: Digest;
   /** `stargz.skipverify`: serve without a TOC digest check (chunk digests are still checked; legacy stargz has none). */
   skipVerify: boolean;
 }
@@ -55,12 +59,14 @@ export function layerTargetOf(labels: Labels): LayerTarget {
   const { layers, truncated } = layerList(labels[listKey], listKey, digest);
   const tocText = labels[L.tocDigest];
   const manifestText = labels[L.criManifestDigest];
+  const sociText = labels[SOCI_INDEX_DIGEST_LABEL];
   const prefetch = parsePrefetch(labels[L.stargzPrefetch]);
   return {
     image,
     digest,
     ...(tocText !== undefined ? { tocDigest: requireDigest(tocText, 'TOC digest') } : {}),
     ...(manifestText !== undefined ? { manifestDigest: requireDigest(manifestText, 'manifest digest') } : {}),
+    ...(sociText !== undefined ? { sociIndexDigest: requireDigest(sociText, 'SOCI index digest') } : {}),
     layers,
     layersTruncated: truncated,
     ...(prefetch !== undefined ? { prefetchBytes: prefetch } : {}),

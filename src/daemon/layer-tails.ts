@@ -7,10 +7,11 @@
  * A stored tail is not trusted on its own: the TOC built from it is checked against the TOC digest of
  * the layer's labels and every chunk against the TOC, as when it comes from the registry.
  */
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { detectFooter, MAX_FOOTER_SIZE, type FooterInfo } from '../estargz/footer.js';
 import { checkRange, type RandomAccessSource } from '../io/random-access.js';
+import { writeFileAtomically } from '../util/atomic-file.js';
 import type { Digest } from '../util/digest.js';
 import { NotLazyFormatError } from './fallback.js';
 import { FooterError } from '../estargz/footer.js';
@@ -96,18 +97,7 @@ export class TailStore {
     FILE_MAGIC.copy(header);
     header.writeBigUInt64BE(BigInt(tail.size), FILE_MAGIC.length);
     header.writeBigUInt64BE(BigInt(tail.offset), FILE_MAGIC.length + 8);
-    const temp = `${this.pathOf(digest)}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-    const handle = await open(temp, 'w', 0o600);
-    try {
-      await handle.writev([header, tail.bytes]);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, this.pathOf(digest)).catch(async (err: unknown) => {
-      await rm(temp, { force: true });
-      throw err;
-    });
+    await writeFileAtomically(this.pathOf(digest), [header, tail.bytes]);
   }
 
   async delete(digest: Digest): Promise<void> {

@@ -5,16 +5,22 @@
  */
 import type { ChunkCache } from '../cache/index.js';
 import type { RandomAccessSource } from '../io/random-access.js';
-import { openLayer, TocError, type OpenedLayer } from '../estargz/open.js';
+import { openLayer, TocError } from '../estargz/open.js';
 import type { BackgroundFetchOptions, LayerMount, LayerProgress, MountManager } from '../fs/index.js';
+import type { LayerIndex } from '../layer/layer-index.js';
 import type { Descriptor, ImageManifest, ImageReference, RegistryClient } from '../remote/index.js';
+import type { SociZtocRef } from '../soci/index-manifest.js';
+import { openSociLayer } from '../soci/layer-index.js';
+import { ZtocError } from '../soci/ztoc.js';
 import type { RemoteLayerRequest, RemoteLayerResolution, RemoteLayerResolver } from '../snapshot/remote-layer.js';
 import type { Logger } from '../snapshot/snapshotter.js';
 import type { Labels } from '../snapshot/types.js';
 import { isDigest, type Digest } from '../util/digest.js';
-import { classifyFailure, MissingTocDigestError, ResolveTimeoutError, type FallbackCategory } from './fallback.js';
+import { classifyFailure, MissingTocDigestError, NotLazyFormatError, ResolveTimeoutError, type FallbackCategory } from './fallback.js';
 import { layerTargetOf, type LayerTarget } from './layer-labels.js';
 import { fetchTail, TailSource, type LayerTail, type TailStore } from './layer-tails.js';
+import { SociDiscovery, type SociFound } from './soci-discovery.js';
+import type { ZtocStore } from './ztoc-store.js';
 
 /** What the resolver reports to metrics (DaemonMetrics implements it). */
 export interface ResolverMetrics {
@@ -28,6 +34,10 @@ export interface LazyLayerOptions {
   mounts: MountManager;
   cache: ChunkCache;
   tails: TailStore;
+  /** zTOCs of mounted SOCI layers, for restores without the network. */
+  ztocs: ZtocStore;
+  /** SOCI discovery: off, or on with or without the v1 lookup through referrers. Default on, without referrers. */
+  soci?: false | { referrers: boolean };
   log: Logger;
   metrics?: ResolverMetrics;
   /** A layer not mounted within this time falls back. Default 30 s. */
@@ -81,12 +91,20 @@ interface Expected {
   manifestChecksum?: Digest;
 }
 
+/** A layer's index and the size of its blob. */
+interface OpenedIndex {
+  index: LayerIndex;
+  size: number;
+}
+
 export class LazyLayerResolver implements RemoteLayerResolver {
   private readonly layers = new Map<string, MountedLayer>();
   private readonly tailFetches = new Map<Digest, Promise<LayerTail>>();
   /** Tails read from the TailStore rather than the registry. */
   private readonly storedTails = new WeakSet<LayerTail>();
   private readonly manifests = new Map<Digest, Promise<ImageManifest>>();
+  private readonly ztocFetches = new Map<Digest, Promise<Buffer>>();
+  private readonly soci: SociDiscovery | undefined;
   private readonly resolveTimeoutMs: number;
   private readonly maxTocBytes: number;
   private readonly verify: boolean;
@@ -95,6 +113,7 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     this.resolveTimeoutMs = options.resolveTimeoutMs ?? DEFAULT_RESOLVE_TIMEOUT_MS;
     this.maxTocBytes = options.maxTocBytes ?? DEFAULT_MAX_TOC_BYTES;
     this.verify = options.verify ?? true;
+    this.soci = options.soci === false ? undefined : new SociDiscovery({ client: options.client, referrers: options.soci?.referrers ?? false });
   }
 
   async resolve(request: RemoteLayerRequest): Promise<RemoteLayerResolution> {
@@ -163,8 +182,10 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     if (!layer) return;
     this.layers.delete(mountpoint);
     await this.options.mounts.unmount(mountpoint);
-    // The stored tail only serves restores of this layer's snapshots; the last one is gone.
-    if (![...this.layers.values()].some((other) => other.digest === layer.digest)) await this.options.tails.delete(layer.digest);
+    // The stored tail or zTOC only serves restores of this layer's snapshots; the last one is gone.
+    if (![...this.layers.values()].some((other) => other.digest === layer.digest)) {
+      await Promise.all([this.options.tails.delete(layer.digest), this.options.ztocs.delete(layer.digest)]);
+    }
   }
 
   mounted(mountpoint: string): MountedLayer | undefined {
@@ -196,24 +217,12 @@ export class LazyLayerResolver implements RemoteLayerResolver {
   }
 
   private async mountTarget(target: LayerTarget, chainId: string, mountpoint: string, signal: AbortSignal): Promise<MountedLayer> {
-    const verifyToc = this.verify && !target.skipVerify;
-    // The tail first: it tells a plain layer (the common fallback) from a lazy one with a missing annotation.
-    const tail = await this.tail(target.image, target.digest, signal);
-    const expected = await this.expectedDigests(target, signal);
-    if (verifyToc && !expected.tocDigest && !expected.manifestChecksum) {
-      throw new MissingTocDigestError(`layer ${target.digest} has no ${STARGZ_TOC_ANNOTATION} annotation to verify its TOC against (convert it with lazypull convert or ctr-remote, or set stargz.skipverify)`);
-    }
-    // Chunk digests are checked even when the TOC is not (skipverify): a chunk's bytes must hash to the
-    // digest that keys it in the shared cache. Only legacy stargz, which has none, is read unverified.
-    const index = await this.openIndex(target, tail, expected, true, signal).catch((err: unknown) => {
-      if (verifyToc || !(err instanceof TocError) || !/legacy stargz/.test(err.message)) throw err;
-      return this.openIndex(target, tail, expected, false, signal);
-    });
-    const source = await this.options.client.openBlob(target.image, { digest: target.digest, size: index.size }, { signal });
+    const opened = await this.openIndex(target, signal);
+    const source = await this.options.client.openBlob(target.image, { digest: target.digest, size: opened.size }, { signal });
     signal.throwIfAborted();
     const mount = await this.options.mounts.mount({
       mountpoint,
-      index: index.layer,
+      index: opened.index,
       source,
       cache: this.options.cache,
       layerDigest: target.digest,
@@ -230,8 +239,8 @@ export class LazyLayerResolver implements RemoteLayerResolver {
       chainId,
       image: target.image.toString(),
       digest: target.digest,
-      format: index.layer.format,
-      tocDigest: index.layer.tocDigest,
+      format: opened.index.format,
+      tocDigest: opened.index.tocDigest,
       mountedAt: new Date(),
       mount,
       source,
@@ -240,17 +249,85 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     return layer;
   }
 
-  /** The TOC digest from the labels, or else from the layer's annotations in the manifest (when its digest is known). */
-  private async expectedDigests(target: LayerTarget, signal: AbortSignal): Promise<Expected> {
-    if (target.tocDigest) return { tocDigest: target.tocDigest };
-    if (!target.manifestDigest) return {};
-    const manifest = await this.manifest(target.image, target.manifestDigest, signal);
-    const descriptor = manifest.layers.find((layer) => layer.digest === target.digest);
-    return expectedFromAnnotations(descriptor);
+  /**
+   * The layer's index: a zTOC stored by an earlier mount; else eStargz / zstd:chunked when the layer has
+   * a TOC digest; else a SOCI index's zTOC when one lists the layer; else whatever the blob's tail says
+   * (a plain layer falls back with the reasons of both).
+   */
+  private async openIndex(target: LayerTarget, signal: AbortSignal): Promise<OpenedIndex> {
+    const stored = await this.storedSociIndex(target.digest);
+    if (stored) return stored;
+    const manifest = !target.tocDigest && target.manifestDigest ? await this.manifest(target.image, target.manifestDigest, signal) : undefined;
+    const expected: Expected = target.tocDigest ? { tocDigest: target.tocDigest } : expectedFromAnnotations(manifest?.layers.find((l) => l.digest === target.digest));
+    let noSoci: string | undefined;
+    if (!expected.tocDigest && !expected.manifestChecksum && this.soci) {
+      const discovered = await this.soci.find(target, manifest, signal);
+      if ('found' in discovered) return this.fetchSociIndex(target, discovered.found, manifest, signal);
+      noSoci = discovered.missing;
+    }
+    try {
+      return await this.openTocIndex(target, expected, signal);
+    } catch (err) {
+      if (err instanceof NotLazyFormatError && noSoci) throw new NotLazyFormatError(`${err.message}; ${noSoci}`);
+      throw err;
+    }
+  }
+
+  private async openTocIndex(target: LayerTarget, expected: Expected, signal: AbortSignal): Promise<OpenedIndex> {
+    const verifyToc = this.verify && !target.skipVerify;
+    // The tail first: it tells a plain layer (the common fallback) from a lazy one with a missing annotation.
+    const tail = await this.tail(target.image, target.digest, signal);
+    if (verifyToc && !expected.tocDigest && !expected.manifestChecksum) {
+      throw new MissingTocDigestError(`layer ${target.digest} has no ${STARGZ_TOC_ANNOTATION} annotation to verify its TOC against (convert it with lazypull convert or ctr-remote, or set stargz.skipverify)`);
+    }
+    // Chunk digests are checked even when the TOC is not (skipverify): a chunk's bytes must hash to the
+    // digest that keys it in the shared cache. Only legacy stargz, which has none, is read unverified.
+    return this.openTail(target, tail, expected, true, signal).catch((err: unknown) => {
+      if (verifyToc || !(err instanceof TocError) || !/legacy stargz/.test(err.message)) throw err;
+      return this.openTail(target, tail, expected, false, signal);
+    });
+  }
+
+  /** Fetches the zTOC a SOCI index names (checked against its digest), opens it and keeps it for restarts. */
+  private async fetchSociIndex(target: LayerTarget, found: SociFound, manifest: ImageManifest | undefined, signal: AbortSignal): Promise<OpenedIndex> {
+    const { ztoc } = found;
+    if (ztoc.size > this.maxTocBytes) throw new ZtocError(`the zTOC of layer ${target.digest} is ${ztoc.size} bytes, more than the ${this.maxTocBytes}-byte limit`);
+    const bytes = await this.fetchZtoc(target.image, ztoc, signal);
+    const layerSize = manifest?.layers.find((l) => l.digest === target.digest)?.size;
+    const index = openSociLayer(bytes, { expectedZtocDigest: ztoc.digest, ...(layerSize !== undefined ? { layerSize } : {}) });
+    this.options.log.debug('SOCI zTOC found', { digest: target.digest, ztoc: ztoc.digest, index: found.indexDigest, via: found.via });
+    await this.options.ztocs.put(target.digest, { digest: ztoc.digest, bytes }).catch((err: Error) => this.options.log.warn('could not store zTOC', { digest: target.digest, error: err.message }));
+    return { index, size: index.parsed.ztoc.compressedArchiveSize };
+  }
+
+  /** A zTOC kept by an earlier mount of this layer; one that no longer opens is dropped (and found again). */
+  private async storedSociIndex(layerDigest: Digest): Promise<OpenedIndex | undefined> {
+    const stored = await this.options.ztocs.get(layerDigest);
+    if (!stored) return undefined;
+    try {
+      const index = openSociLayer(stored.bytes, { expectedZtocDigest: stored.digest });
+      return { index, size: index.parsed.ztoc.compressedArchiveSize };
+    } catch (err) {
+      this.options.log.warn('dropping a stored zTOC that does not open', { digest: layerDigest, error: (err as Error).message });
+      await this.options.ztocs.delete(layerDigest);
+      return undefined;
+    }
+  }
+
+  /** One fetch per zTOC digest at a time (a layer shared by images, pre-resolving). */
+  private fetchZtoc(image: ImageReference, ztoc: SociZtocRef, signal?: AbortSignal): Promise<Buffer> {
+    let pending = this.ztocFetches.get(ztoc.digest);
+    if (!pending) {
+      pending = this.options.client.fetchBlob(image, { digest: ztoc.digest, size: ztoc.size }, signal);
+      this.ztocFetches.set(ztoc.digest, pending);
+      const forget = () => this.ztocFetches.delete(ztoc.digest);
+      pending.then(forget, forget);
+    }
+    return pending;
   }
 
   /** Builds the index from the layer's tail; a stored tail that does not open is dropped and fetched again. */
-  private async openIndex(target: LayerTarget, tail: LayerTail, expected: Expected, verify: boolean, signal: AbortSignal): Promise<{ layer: OpenedLayer; size: number }> {
+  private async openTail(target: LayerTarget, tail: LayerTail, expected: Expected, verify: boolean, signal: AbortSignal): Promise<OpenedIndex> {
     const open = (from: LayerTail) =>
       openLayer(new TailSource(from), {
         verify,
@@ -261,14 +338,14 @@ export class LazyLayerResolver implements RemoteLayerResolver {
         signal,
       });
     try {
-      return { layer: await open(tail), size: tail.size };
+      return { index: await open(tail), size: tail.size };
     } catch (err) {
       // A stored tail is a cache: one that no longer opens (damaged on disk) is dropped and fetched again.
       if (!this.storedTails.has(tail) || signal.aborted) throw err;
       this.tailFetches.delete(target.digest);
       await this.options.tails.delete(target.digest);
       const fresh = await this.tail(target.image, target.digest, signal);
-      return { layer: await open(fresh), size: fresh.size };
+      return { index: await open(fresh), size: fresh.size };
     }
   }
 

@@ -3,7 +3,7 @@ import { Authenticator, authMiddleware } from './auth/authenticator.js';
 import { StaticCredentialStore, chainCredentialStores, type CredentialStore } from './auth/credentials.js';
 import { DockerConfigCredentialStore, type DockerConfigOptions } from './auth/docker-config.js';
 import { RegistryBlobSource, type BlobLocation, type BlobReadOptions } from './blob-source.js';
-import { AuthError, DigestMismatchError, HttpStatusError, ManifestError, RegistryError, isAbortError } from './errors.js';
+import { AuthError, DigestMismatchError, HttpStatusError, ManifestError, ManifestNotFoundError, RegistryError, isAbortError } from './errors.js';
 import { resolveHosts, type Capability, type HostEndpoint, type HostsOptions } from './hosts.js';
 import { logMiddleware } from './http/log.js';
 import { observeMiddleware } from './http/observe.js';
@@ -12,7 +12,7 @@ import { DEFAULT_RETRY_POLICY, retryMiddleware, type RetryPolicy } from './http/
 import { Transport } from './http/transport.js';
 import { compose, header, type HttpResponse, type Send } from './http/types.js';
 import { parseManifestDocument, selectPlatform, MAX_MANIFEST_BYTES, type Descriptor, type ImageIndex, type ImageManifest, type ManifestDocument } from './manifest.js';
-import { MANIFEST_ACCEPT } from './media-types.js';
+import { MANIFEST_ACCEPT, MediaTypes } from './media-types.js';
 import type { RemoteObserver } from './observer.js';
 import { hostPlatform, type Platform } from './platform.js';
 import { RangeSupport } from './range-support.js';
@@ -130,6 +130,32 @@ export class RegistryClient {
     });
   }
 
+  /**
+   * The manifests that name `digest` as their subject (OCI referrers API), filtered by artifact type.
+   * Undefined when the registry has no referrers API (404): callers then try the `sha256-<hex>` tag.
+   */
+  async fetchReferrers(ref: ImageReference, digest: Digest, options: { artifactType?: string; signal?: AbortSignal } = {}): Promise<Descriptor[] | undefined> {
+    return this.tryEndpoints(ref, 'pull', async (client) => {
+      const url = new URL(`${client.endpoint.base.href.replace(/\/+$/, '')}/${ref.repository}/referrers/${digest}`);
+      if (options.artifactType) url.searchParams.set('artifactType', options.artifactType);
+      const response = await client.send({
+        method: 'GET',
+        url,
+        headers: { accept: MediaTypes.ociIndex },
+        maxBodyBytes: MAX_MANIFEST_BYTES,
+        scope: pullScope(ref),
+        labels: { kind: 'manifest' },
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      if (response.status === 404) return undefined;
+      if (response.status !== 200) throw statusError(response, `referrers of ${ref.repository}@${digest}`);
+      const document = parseManifestDocument(response.body, MediaTypes.ociIndex);
+      if (document.kind !== 'index') throw new ManifestError(`referrers of ${ref.repository}@${digest}: the registry answered with a manifest, not an index`);
+      // Registries may ignore the filter (OCI-Filters-Applied says whether they did).
+      return document.index.manifests.filter((m) => !options.artifactType || m.artifactType === options.artifactType);
+    });
+  }
+
   /** A small blob (image config) read whole and checked against its digest. */
   async fetchBlob(ref: ImageReference, descriptor: { digest: Digest; size: number }, signal?: AbortSignal): Promise<Buffer> {
     const source = await this.openBlob(ref, descriptor, { signal });
@@ -233,6 +259,6 @@ export function pullScope(ref: ImageReference): string {
 
 function statusError(response: HttpResponse, what: string): RegistryError {
   if (response.status === 401) return new AuthError(`${what} on ${response.url.host}: authentication required or credentials refused (HTTP 401)`);
-  if (response.status === 404) return new ManifestError(`${what} not found on ${response.url.host} (HTTP 404, ${redactUrl(response.url)})`);
+  if (response.status === 404) return new ManifestNotFoundError(`${what} not found on ${response.url.host} (HTTP 404, ${redactUrl(response.url)})`);
   return new HttpStatusError('GET', response.url, response.status, what);
 }

@@ -86,6 +86,11 @@ export class ManifestError extends RegistryError {
   override name = 'ManifestError';
 }
 
+/** The registry answered 404 for a manifest: the repository has no such tag or digest. */
+export class ManifestNotFoundError extends ManifestError {
+  override name = 'ManifestNotFoundError';
+}
+
 /** The caller's signal fired: the operation was cancelled, not failed. */
 export function isAbortError(err: unknown): boolean {
   return err instanceof Error && (err.name === 'AbortError' || (err as { code?: string }).code === 'ABORT_ERR');

@@ -10,6 +10,8 @@ export interface Descriptor {
   annotations?: Record<string, string>;
   platform?: Platform;
   urls?: string[];
+  /** OCI 1.1: what kind of artifact the descriptor points at (referrers, SOCI index entries). */
+  artifactType?: string;
 }
 
 export interface ImageManifest {
@@ -38,7 +40,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 
 function parseDescriptor(value: unknown, where: string): Descriptor {
   if (!isRecord(value)) throw new ManifestError(`${where}: not an object`);
-  const { mediaType, digest, size, annotations, platform, urls } = value;
+  const { mediaType, digest, size, annotations, platform, urls, artifactType } = value;
   if (typeof mediaType !== 'string') throw new ManifestError(`${where}: mediaType missing`);
   if (!isDigest(digest)) throw new ManifestError(`${where}: digest ${JSON.stringify(digest)} is not a sha256 digest`);
   if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new ManifestError(`${where}: invalid size ${JSON.stringify(size)}`);
@@ -48,6 +50,7 @@ function parseDescriptor(value: unknown, where: string): Descriptor {
     descriptor.platform = { os: platform.os, architecture: platform.architecture, ...(typeof platform.variant === 'string' ? { variant: platform.variant } : {}) };
   }
   if (Array.isArray(urls)) descriptor.urls = urls.filter((u): u is string => typeof u === 'string');
+  if (typeof artifactType === 'string') descriptor.artifactType = artifactType;
   return descriptor;
 }
 

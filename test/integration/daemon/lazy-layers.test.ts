@@ -1,21 +1,29 @@
 /**
  * LazyLayerResolver against a real registry and real FUSE mounts, for the paths the containerd
  * end-to-end suites do not reach: the TOC digest read from the manifest's annotations, a damaged
- * stored tail fetched again, the resolve deadline, and a missing TOC digest.
+ * stored tail fetched again, the resolve deadline, a missing TOC digest, and SOCI discovery (label,
+ * v2 annotation, v1 through the referrers tag) with its bad inputs.
  */
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryOnlyChunkCache } from '../../../src/cache/index.js';
 import { LazyLayerResolver } from '../../../src/daemon/lazy-layers.js';
 import { TailStore } from '../../../src/daemon/layer-tails.js';
+import { ZtocStore } from '../../../src/daemon/ztoc-store.js';
 import { MountManager } from '../../../src/fs/index.js';
+import { BufferSource } from '../../../src/io/random-access.js';
 import { RegistryClient } from '../../../src/remote/index.js';
+import { buildZtoc } from '../../../src/soci/build.js';
+import { EMPTY_CONFIG, SOCI_INDEX_DIGEST_LABEL, serializeSociIndex } from '../../../src/soci/index-manifest.js';
+import { readZtoc, writeZtoc } from '../../../src/soci/ztoc.js';
+import { sha256, type Digest } from '../../../src/util/digest.js';
 import { REMOTE_LAYER_LABELS as L } from '../../../src/snapshot/remote-layer.js';
 import { unmountUnder } from '../../helpers/containerd.js';
-import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
-import { pushRunnableImage, type RunnableImage } from '../../helpers/runnable-image.js';
+import { sha256Digest, startRegistry, type TestRegistry } from '../../helpers/registry.js';
+import { incompressible, pushRunnableImage, type RunnableImage } from '../../helpers/runnable-image.js';
+import { addSociIndex, type SociIndexed } from '../../helpers/soci-image.js';
 import { startTcpRelay, type TcpRelay } from '../fs/proxies.js';
 
 let registry: TestRegistry | undefined;
@@ -45,13 +53,14 @@ afterAll(async () => {
   }
 });
 
-function resolver(name: string, options: { resolveTimeoutMs?: number } = {}) {
+function resolver(name: string, options: { resolveTimeoutMs?: number; soci?: false | { referrers: boolean } } = {}) {
   const mounts = new MountManager();
   managers.push(mounts);
   const client = new RegistryClient({ dockerConfig: false, hostsDir: null, retry: { maxAttempts: 1 }, requestTimeoutMs: 5_000 });
   const tails = new TailStore(join(dir as string, name, 'tails'));
-  const lazy = new LazyLayerResolver({ client, mounts, cache: new MemoryOnlyChunkCache(), tails, log: silent, fetch: { background: false }, ...options });
-  return { lazy, tailsDir: join(dir as string, name, 'tails') };
+  const ztocs = new ZtocStore(join(dir as string, name, 'ztocs'));
+  const lazy = new LazyLayerResolver({ client, mounts, cache: new MemoryOnlyChunkCache(), tails, ztocs, log: silent, fetch: { background: false, prefetch: false }, ...options });
+  return { lazy, tailsDir: join(dir as string, name, 'tails'), ztocsDir: join(dir as string, name, 'ztocs') };
 }
 
 async function mountpoint(name: string): Promise<string> {
@@ -135,5 +144,151 @@ describe('LazyLayerResolver', () => {
     await lazy.beforeUse([{ chainId: 'c', labels, mountpoint: at }]);
     expect(lazy.mounted(at)?.warning).toBeUndefined();
     await lazy.release(at);
+  });
+});
+
+describe('LazyLayerResolver with SOCI indexes', () => {
+  const greeting = Buffer.from('hello from an unmodified gzip layer\n');
+  let plain: RunnableImage | undefined;
+  let v2: SociIndexed | undefined;
+  let unbound: SociIndexed | undefined;
+  let v1: SociIndexed | undefined;
+  let unindexed: RunnableImage | undefined;
+
+  beforeAll(async () => {
+    // Each span's checkpoint carries a 32 KiB window, so spans much smaller than the layer make a zTOC
+    // that is a large part of it: 512 KiB spans over 6 MiB keep the zTOC at 12 windows.
+    const files = { '/etc/greeting': greeting, '/data/unread.bin': incompressible(6 << 20) };
+    plain = await pushRunnableImage(registry as TestRegistry, 'daemon/soci', 'v1', [{ format: 'gzip', files }]);
+    v2 = await addSociIndex(registry as TestRegistry, plain, { bind: 'v2', spanSize: 512 << 10 });
+    unbound = await addSociIndex(registry as TestRegistry, plain, { bind: 'unbound', spanSize: 128 << 10 });
+    const other = await pushRunnableImage(registry as TestRegistry, 'daemon/soci-v1', 'v1', [{ format: 'gzip', files }]);
+    v1 = await addSociIndex(registry as TestRegistry, other, { bind: 'v1', spanSize: 64 << 10 });
+    unindexed = await pushRunnableImage(registry as TestRegistry, 'daemon/plain', 'v1', [{ format: 'gzip', files: { '/etc/greeting': greeting } }]);
+  }, 60_000);
+
+  function sociLabels(ref: string, layer: string, extra: Record<string, string> = {}): Record<string, string> {
+    return { [L.criImageRef]: ref.replace((registry as TestRegistry).host, (relay as TcpRelay).host), [L.criLayerDigest]: layer, ...extra };
+  }
+
+  it('finds the zTOC through the v2 annotation of the manifest named by cri.manifest-digest and reads only the spans it needs', async () => {
+    const { lazy, ztocsDir } = resolver('soci-v2');
+    const at = await mountpoint('soci-v2');
+    const layer = (plain as RunnableImage).layers[0] as string;
+    const before = (relay as TcpRelay).bytesFromUpstream();
+    const labels = sociLabels((v2 as SociIndexed).ref, layer, { [L.criManifestDigest]: (v2 as SociIndexed).manifestDigest });
+    expect(await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels, mountpoint: at })).toEqual({ mounted: at });
+    expect(lazy.mounted(at)).toMatchObject({ format: 'soci', tocDigest: (v2 as SociIndexed).ztocs[0]?.digest });
+    expect((await readFile(join(at, 'etc/greeting'))).equals(greeting)).toBe(true);
+    expect((await stat(join(at, 'data/unread.bin'))).size).toBe(6 << 20);
+    const fetched = (relay as TcpRelay).bytesFromUpstream() - before;
+    expect(fetched).toBeLessThan((plain as RunnableImage).layerBytes / 4);
+    expect(await readdir(ztocsDir), 'the zTOC is kept for restores').toEqual([layer.slice('sha256:'.length)]);
+    await lazy.release(at);
+    expect(await readdir(ztocsDir), 'and deleted with the last snapshot of the layer').toEqual([]);
+  });
+
+  it('finds the zTOC through the soci.index.digest label', async () => {
+    const { lazy } = resolver('soci-label');
+    const at = await mountpoint('soci-label');
+    const labels = sociLabels((plain as RunnableImage).ref, (plain as RunnableImage).layers[0] as string, { [SOCI_INDEX_DIGEST_LABEL]: (unbound as SociIndexed).indexDigest });
+    expect(await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels, mountpoint: at })).toEqual({ mounted: at });
+    expect(lazy.mounted(at)?.tocDigest).toBe((unbound as SociIndexed).ztocs[0]?.digest);
+    expect((await readFile(join(at, 'etc/greeting'))).equals(greeting)).toBe(true);
+    await lazy.release(at);
+  });
+
+  it('finds a v1 index through the sha256-<hex> referrers tag only when soci.referrers is on', async () => {
+    const layer = (v1 as SociIndexed).ztocs[0]?.layerDigest as string;
+    const labels = sociLabels((v1 as SociIndexed).ref, layer, { [L.criManifestDigest]: (v1 as SociIndexed).manifestDigest });
+    const off = resolver('soci-v1-off');
+    expect(await off.lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels, mountpoint: await mountpoint('soci-v1-off') })).toMatchObject({
+      fallback: expect.stringMatching(/^not-lazy-format: not an eStargz or zstd:chunked layer: .*; no SOCI index: the image manifest has no com.amazon.soci.index-digest annotation \(v1 lookup through referrers is off: soci.referrers\)$/) as unknown,
+    });
+    const { lazy } = resolver('soci-v1', { soci: { referrers: true } });
+    const at = await mountpoint('soci-v1');
+    expect(await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels, mountpoint: at })).toEqual({ mounted: at });
+    expect((await readFile(join(at, 'etc/greeting'))).equals(greeting)).toBe(true);
+    await lazy.release(at);
+  });
+
+  it('a plain gzip layer without any SOCI index falls back as not-lazy-format, saying so', async () => {
+    const { lazy } = resolver('soci-none', { soci: { referrers: true } });
+    const labels = sociLabels((unindexed as RunnableImage).ref, (unindexed as RunnableImage).layers[0] as string, { [L.criManifestDigest]: (unindexed as RunnableImage).manifestDigest });
+    expect(await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels, mountpoint: await mountpoint('soci-none') })).toMatchObject({
+      fallback: expect.stringMatching(/^not-lazy-format: .*no SOCI index: the image manifest has no com.amazon.soci.index-digest annotation, and no v1 index refers to it$/) as unknown,
+    });
+  });
+
+  it('an index without a zTOC for the layer falls back, naming the index', async () => {
+    const { lazy } = resolver('soci-other-layer');
+    const elsewhere = await indexWithZtoc(await ztocOfV2(), 'daemon/plain');
+    const labels = sociLabels((unindexed as RunnableImage).ref, (unindexed as RunnableImage).layers[0] as string, { [SOCI_INDEX_DIGEST_LABEL]: elsewhere });
+    const answer = await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels, mountpoint: await mountpoint('soci-other-layer') });
+    expect(answer).toMatchObject({ fallback: expect.stringMatching(/^not-lazy-format: not an eStargz or zstd:chunked layer: /) as unknown });
+    expect(answer).toMatchObject({ fallback: expect.stringContaining(`; the SOCI index ${elsewhere} (label) has no zTOC for this layer`) as unknown });
+  });
+
+  /** Pushes to `repo` a SOCI index whose only zTOC is `ztoc`, for `layer` (default: the plain image's layer). */
+  async function indexWithZtoc(ztoc: Buffer, repo = 'daemon/soci', layer = (plain as RunnableImage).layers[0] as string): Promise<string> {
+    const reg = registry as TestRegistry;
+    const pushed = await reg.pushBlob(repo, ztoc);
+    await reg.pushBlob(repo, EMPTY_CONFIG);
+    const index = serializeSociIndex({ version: 'v2', ztocs: [{ digest: pushed.digest as Digest, size: pushed.size, layerDigest: layer as Digest, disableXattrs: false }] });
+    return (await reg.pushManifest(repo, sha256Digest(index), index, 'application/vnd.oci.image.manifest.v1+json')).digest;
+  }
+
+  async function ztocOfV2(): Promise<Buffer> {
+    return Buffer.from(await (await fetch(`${(registry as TestRegistry).url}/v2/daemon/soci/blobs/${(v2 as SociIndexed).ztocs[0]?.digest}`)).arrayBuffer());
+  }
+
+  it('a truncated or inconsistent zTOC falls back as toc-invalid, and the daemon keeps serving', async () => {
+    const good = await ztocOfV2();
+    const truncated = good.subarray(0, Math.floor(good.length / 2));
+    const { lazy } = resolver('soci-bad');
+    const labelsFor = (indexDigest: string) => sociLabels((plain as RunnableImage).ref, (plain as RunnableImage).layers[0] as string, { [SOCI_INDEX_DIGEST_LABEL]: indexDigest });
+    expect(await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels: labelsFor(await indexWithZtoc(truncated)), mountpoint: await mountpoint('soci-bad') })).toMatchObject({
+      fallback: expect.stringMatching(/^toc-invalid: invalid zTOC/) as unknown,
+    });
+    // Well-formed, but it indexes another blob: its claimed archive size differs from the layer's.
+    const otherLayer = await fetch(`${(registry as TestRegistry).url}/v2/daemon/plain/blobs/${(unindexed as RunnableImage).layers[0]}`);
+    const foreign = (await buildZtoc(new BufferSource(Buffer.from(await otherLayer.arrayBuffer())), { minLayerSize: 0 }))!.bytes;
+    const labels = sociLabels((v2 as SociIndexed).ref, (plain as RunnableImage).layers[0] as string, { [L.criManifestDigest]: (v2 as SociIndexed).manifestDigest, [SOCI_INDEX_DIGEST_LABEL]: await indexWithZtoc(foreign) });
+    expect(await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels, mountpoint: await mountpoint('soci-bad') })).toMatchObject({
+      fallback: expect.stringMatching(/^toc-invalid: zTOC indexes a \d+-byte layer, but the layer blob has \d+ bytes$/) as unknown,
+    });
+    const at = await mountpoint('soci-after-bad');
+    expect(await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels: labelsFor((unbound as SociIndexed).indexDigest), mountpoint: at })).toEqual({ mounted: at });
+    await lazy.release(at);
+  });
+
+  it('a span whose bytes do not match its digest answers EIO, never wrong bytes', async () => {
+    const parsed = readZtoc(await ztocOfV2()).ztoc;
+    const wrongDigests = writeZtoc({ ...parsed, spanDigests: parsed.spanDigests.map(() => sha256(Buffer.from('not this span'))) });
+    const { lazy } = resolver('soci-span');
+    const at = await mountpoint('soci-span');
+    const labels = sociLabels((plain as RunnableImage).ref, (plain as RunnableImage).layers[0] as string, { [SOCI_INDEX_DIGEST_LABEL]: await indexWithZtoc(wrongDigests) });
+    expect(await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels, mountpoint: at })).toEqual({ mounted: at });
+    await expect(readFile(join(at, 'etc/greeting'))).rejects.toMatchObject({ code: 'EIO' });
+    await lazy.release(at);
+  });
+
+  it('restores a SOCI layer from its stored zTOC without the registry', async () => {
+    const { lazy, ztocsDir } = resolver('soci-restore');
+    const at = await mountpoint('soci-restore');
+    const layer = (plain as RunnableImage).layers[0] as string;
+    const labels = sociLabels((v2 as SociIndexed).ref, layer, { [L.criManifestDigest]: (v2 as SociIndexed).manifestDigest });
+    expect(await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels, mountpoint: at })).toEqual({ mounted: at });
+    await managers.at(-1)?.shutdown();
+    await (relay as TcpRelay).stop();
+    try {
+      const again = resolver('soci-restore');
+      expect(await readdir(ztocsDir)).toHaveLength(1);
+      const restored = await again.lazy.restore({ chainId: 'c', labels, mountpoint: at });
+      expect(restored).toMatchObject({ format: 'soci', digest: layer });
+      expect((await readdir(join(at, 'etc'))).includes('greeting')).toBe(true);
+    } finally {
+      await (relay as TcpRelay).start();
+    }
   });
 });

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { LabelError, layerTargetOf } from '../../../src/daemon/layer-labels.js';
 import { classifyFailure, MissingTocDigestError, NotLazyFormatError, ResolveTimeoutError } from '../../../src/daemon/fallback.js';
-import { AuthError, HttpStatusError, TransportError } from '../../../src/remote/index.js';
+import { AuthError, HttpStatusError, ManifestNotFoundError, TransportError } from '../../../src/remote/index.js';
+import { SociIndexError } from '../../../src/soci/index-manifest.js';
+import { ZtocError } from '../../../src/soci/ztoc.js';
 import { TocError } from '../../../src/estargz/open.js';
 
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
@@ -68,6 +70,9 @@ describe('classifyFailure', () => {
     [new AuthError('denied'), 'auth'],
     [new HttpStatusError('GET', url, 403), 'auth'],
     [new HttpStatusError('GET', url, 404), 'other'],
+    [new ManifestNotFoundError('manifest x not found'), 'other'],
+    [new ZtocError('invalid zTOC: no toc'), 'toc-invalid'],
+    [new SociIndexError('not a SOCI index'), 'toc-invalid'],
     [new HttpStatusError('GET', url, 503), 'registry-unreachable'],
     [new TransportError('GET', url, 'ECONNREFUSED'), 'registry-unreachable'],
     [new RangeError('bug'), 'other'],
