@@ -83,7 +83,8 @@ export function parseManifestDocument(body: Buffer, contentType?: string): Manif
 
 /** The index entry for `wanted`; exact variant matches win over entries without variant. */
 export function selectPlatform(index: ImageIndex, wanted: Platform): Descriptor {
-  const candidates = index.manifests.filter((m) => isManifestMediaType(m.mediaType) && m.platform && platformMatches(wanted, m.platform));
+  // Entries with an artifactType (a SOCI index beside its image, say) are artifacts, not runnable images.
+  const candidates = index.manifests.filter((m) => isManifestMediaType(m.mediaType) && m.artifactType === undefined && m.platform && platformMatches(wanted, m.platform));
   const exact = candidates.find((m) => m.platform?.variant === wanted.variant);
   const chosen = exact ?? candidates[0];
   if (!chosen) {

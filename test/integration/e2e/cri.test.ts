@@ -15,6 +15,7 @@ import { startContainerd, type Containerd } from '../../helpers/containerd.js';
 import { criImageClient, type CriImageClient } from '../../helpers/cri/client.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
 import { coreutilsFiles } from '../../helpers/runnable-image.js';
+import { addSociIndex } from '../../helpers/soci-image.js';
 import { startTcpRelay, type TcpRelay } from '../fs/proxies.js';
 import { buildIfStale, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
 import { coreutilsLayer, daemonStatus, greetingLayer, layersOf, pushViaRelay } from './lazy-stack.js';
@@ -134,6 +135,27 @@ describe('CRI PullImage through containerd 1.6 with lazypull as the CRI snapshot
       expect(layer.format).toBe('estargz');
     }
     expect(fetched, `registry served ${fetched} bytes of a ${image.layerBytes}-byte image`).toBeLessThan(image.layerBytes * 0.1);
+  });
+
+  it('an unmodified gzip image with a v2 SOCI index: PullImage mounts its layers through their zTOCs, and the image runs', async () => {
+    const client = cri as CriImageClient;
+    const plain = await pushViaRelay(registry as TestRegistry, relay as TcpRelay, 'e2e/cri-soci', [coreutilsLayer('gzip'), greetingLayer('hello from SOCI through CRI', 'gzip')]);
+    // 1 MiB spans: with the default 4 MiB, the first span (holding /bin/cat) would be mostly the
+    // unread incompressible file, whatever the snapshotter does.
+    const soci = await addSociIndex(registry as TestRegistry, plain, { bind: 'v2', spanSize: 1 << 20 });
+    const ref = soci.ref.replace((registry as TestRegistry).host, (relay as TcpRelay).host);
+    const before = (relay as TcpRelay).bytesFromUpstream();
+    await client.pullImage(ref);
+    for (const layer of layersOf(await daemonStatus((lazypull as LazypullDaemon).socket), plain)) {
+      expect(layer.state, `${layer.digest}: ${layer.reason}`).toBe('lazy');
+      expect(layer.format).toBe('soci');
+    }
+    // The CRI plugin keeps its images in the k8s.io namespace; run one there with the lazily mounted layers.
+    const cd = containerd as Containerd;
+    const { stdout } = await cd.ctr(['run', '--snapshotter', 'lazypull', '--rm', ref, 'cri-soci-1', 'cat', '/etc/greeting'], { namespace: 'k8s.io', timeoutMs: 120_000 });
+    expect(stdout).toBe('hello from SOCI through CRI\n');
+    const fetched = (relay as TcpRelay).bytesFromUpstream() - before;
+    expect(fetched, `registry served ${fetched} bytes of a ${plain.layerBytes}-byte image`).toBeLessThan(plain.layerBytes * 0.3);
   });
 
   it('a plain gzip image pulled through CRI falls back and status says why', async () => {

@@ -1,22 +1,28 @@
 /**
  * End to end, with real parts only: docker-registry on 127.0.0.1 behind a byte-counting TCP relay,
  * Debian's containerd 1.6 with lazypull as its proxy snapshotter, runc, and `ctr-remote images rpull`.
- * Lazy eStargz images run after fetching a fraction of their bytes; plain layers fall back and
+ * Lazy eStargz images, and unmodified gzip images with a SOCI index (`lazypull rpull`), run after
+ * fetching a fraction of their bytes; plain layers fall back and
  * `lazypull status` says why; a restarted daemon restores its layers and serves a new container from
  * the cache with the registry gone; garbage labels on the socket are fallbacks, not crashes.
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startContainerd, type Containerd } from '../../helpers/containerd.js';
 import { scrape, type Scrape } from '../../helpers/prometheus.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
 import { coreutilsFiles } from '../../helpers/runnable-image.js';
+import { addSociIndex } from '../../helpers/soci-image.js';
 import { codeOf, snapshotsClient } from '../../unit/snapshot/grpc-client.js';
 import { startTcpRelay, type TcpRelay } from '../fs/proxies.js';
-import { buildIfStale, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
+import { buildIfStale, REPO, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
 import { coreutilsLayer, daemonStatus, greetingLayer, layersOf, pushViaRelay, type RelayedImage } from './lazy-stack.js';
 
+
+const execFileAsync = promisify(execFile);
 
 /** No background fetch: the relay's byte count is then what the workload's reads cost. */
 const DAEMON_CONFIG = ['metrics_address = "127.0.0.1:0"', '[fetch]', 'background = false', 'prefetch_wait_sec = 2', '[registry]', 'hosts_dir = ""'].join('\n');
@@ -81,6 +87,25 @@ describe('lazy pull end to end', () => {
     expect(layers[0]?.format).toBe('estargz');
     expect(layers[0]?.fetched_bytes).toBeGreaterThan(0);
     expect(layers[0]?.fetched_bytes).toBeLessThan(layers[0]?.total_bytes ?? 0);
+  });
+
+  it('lazypull rpull of an unmodified gzip image with a v2 SOCI index mounts every layer through its zTOC; the container runs after fetching a fraction', async () => {
+    const plain = await pushViaRelay(registry as TestRegistry, relay as TcpRelay, 'e2e/soci', [coreutilsLayer('gzip'), greetingLayer('hello from a SOCI-indexed gzip layer', 'gzip')]);
+    // 1 MiB spans: with the default 4 MiB, the first span (holding /bin/cat) would be mostly the
+    // unread incompressible file, whatever the snapshotter does.
+    const soci = await addSociIndex(registry as TestRegistry, plain, { bind: 'v2', spanSize: 1 << 20 });
+    const ref = soci.ref.replace((registry as TestRegistry).host, (relay as TcpRelay).host);
+    const before = (relay as TcpRelay).bytesFromUpstream();
+    const cd = containerd as Containerd;
+    await execFileAsync(process.execPath, [`${REPO}/bin/lazypull.js`, 'rpull', '--address', cd.address, '--namespace', cd.namespace, ref], { timeout: 120_000 });
+    expect(await run(ref, 'soci-1', 'cat', '/etc/greeting')).toBe('hello from a SOCI-indexed gzip layer\n');
+    const fetched = (relay as TcpRelay).bytesFromUpstream() - before;
+    expect(fetched, `registry served ${fetched} bytes of a ${plain.layerBytes}-byte image`).toBeLessThan(plain.layerBytes * 0.3);
+    const layers = layersOf(await daemonStatus((lazypull as LazypullDaemon).socket), plain);
+    for (const layer of layers) {
+      expect(layer.state, `${layer.digest}: ${layer.reason}`).toBe('lazy');
+      expect(layer.format).toBe('soci');
+    }
   });
 
   it('a plain gzip image falls back layer by layer, runs, and status says why', async () => {
