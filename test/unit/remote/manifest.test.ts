@@ -43,6 +43,14 @@ describe('platform selection', () => {
     expect(selectPlatform(index, parsePlatform('linux/amd64')).digest).toBe(d('1'));
   });
 
+  it('skips artifacts listed beside the images (a SOCI index has an artifactType and the same platform), and keeps artifactType when parsing', () => {
+    const soci = { ...entry('9', { os: 'linux', architecture: 'amd64' }), artifactType: 'application/vnd.amazon.soci.index.v2+json' };
+    const parsed = parseManifestDocument(Buffer.from(JSON.stringify({ ...index, manifests: [soci, ...index.manifests] })));
+    if (parsed.kind !== 'index') throw new Error('not an index');
+    expect(parsed.index.manifests[0]?.artifactType).toBe('application/vnd.amazon.soci.index.v2+json');
+    expect(selectPlatform(parsed.index, parsePlatform('linux/amd64')).digest).toBe(d('1'));
+  });
+
   it('lists what is available when nothing matches', () => {
     expect(() => selectPlatform(index, parsePlatform('windows/amd64'))).toThrow(/no manifest for platform windows\/amd64.*linux\/amd64, linux\/arm\/v6/);
   });
