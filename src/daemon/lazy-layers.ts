@@ -8,6 +8,7 @@ import type { RandomAccessSource } from '../io/random-access.js';
 import { openLayer, TocError } from '../estargz/open.js';
 import type { BackgroundFetchOptions, LayerMount, LayerProgress, MountManager } from '../fs/index.js';
 import type { LayerIndex } from '../layer/layer-index.js';
+import { PREFETCH_RANGES_ANNOTATION, parsePrefetchRanges, type ByteRange } from '../layer/prefetch-ranges.js';
 import type { Descriptor, ImageManifest, ImageReference, RegistryClient } from '../remote/index.js';
 import type { SociZtocRef } from '../soci/index-manifest.js';
 import { openSociLayer } from '../soci/layer-index.js';
@@ -121,7 +122,7 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     try {
       const target = layerTargetOf(request.labels);
       this.preResolveNeighbours(target);
-      const layer = await this.withDeadline((signal) => this.mountTarget(target, request.chainId, request.mountpoint, signal));
+      const layer = await this.withDeadline((signal) => this.mountTarget(target, request.chainId, request.mountpoint, signal, { profile: true }));
       this.options.metrics?.observeMount(seconds(started), 'lazy');
       this.options.log.info('layer mounted lazily', { chainId: request.chainId, image: layer.image, digest: layer.digest, format: layer.format, ms: Math.round(performance.now() - started) });
       return { mounted: request.mountpoint };
@@ -138,7 +139,8 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     const existing = this.layers.get(request.mountpoint);
     if (existing) return existing;
     const target = layerTargetOf(request.labels);
-    return this.withDeadline((signal) => this.mountTarget(target, request.chainId, request.mountpoint, signal));
+    // A restore may run without the network: it reads no prefetch profile (the cache is usually warm).
+    return this.withDeadline((signal) => this.mountTarget(target, request.chainId, request.mountpoint, signal, { profile: false }));
   }
 
   /**
@@ -216,8 +218,12 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     }
   }
 
-  private async mountTarget(target: LayerTarget, chainId: string, mountpoint: string, signal: AbortSignal): Promise<MountedLayer> {
-    const opened = await this.openIndex(target, signal);
+  private async mountTarget(target: LayerTarget, chainId: string, mountpoint: string, signal: AbortSignal, options: { profile: boolean }): Promise<MountedLayer> {
+    const manifest = target.manifestDigest && (options.profile || !target.tocDigest) ? this.manifest(target.image, target.manifestDigest, signal) : undefined;
+    // Without a TOC digest label the manifest is needed to find one; otherwise it only carries the profile.
+    manifest?.catch(() => undefined);
+    const opened = await this.openIndex(target, target.tocDigest ? undefined : manifest, signal);
+    const prefetchRanges = options.profile ? this.prefetchProfile(target, await manifest?.catch(() => undefined), opened.size) : undefined;
     const source = await this.options.client.openBlob(target.image, { digest: target.digest, size: opened.size }, { signal });
     signal.throwIfAborted();
     const mount = await this.options.mounts.mount({
@@ -226,7 +232,7 @@ export class LazyLayerResolver implements RemoteLayerResolver {
       source,
       cache: this.options.cache,
       layerDigest: target.digest,
-      fetch: { ...this.options.fetch, ...(target.prefetchBytes !== undefined ? { prefetchBytes: target.prefetchBytes } : {}) },
+      fetch: { ...this.options.fetch, ...(target.prefetchBytes !== undefined ? { prefetchBytes: target.prefetchBytes } : {}), ...(prefetchRanges ? { prefetchRanges } : {}) },
       ...(this.options.fetchDeadlineMs !== undefined ? { fetchDeadlineMs: this.options.fetchDeadlineMs } : {}),
       onReadError: (path, error) => this.options.log.warn('read failed', { digest: target.digest, path, error: error instanceof Error ? error.message : String(error) }),
     });
@@ -254,10 +260,10 @@ export class LazyLayerResolver implements RemoteLayerResolver {
    * a TOC digest; else a SOCI index's zTOC when one lists the layer; else whatever the blob's tail says
    * (a plain layer falls back with the reasons of both).
    */
-  private async openIndex(target: LayerTarget, signal: AbortSignal): Promise<OpenedIndex> {
+  private async openIndex(target: LayerTarget, manifestFetch: Promise<ImageManifest> | undefined, signal: AbortSignal): Promise<OpenedIndex> {
     const stored = await this.storedSociIndex(target.digest);
     if (stored) return stored;
-    const manifest = !target.tocDigest && target.manifestDigest ? await this.manifest(target.image, target.manifestDigest, signal) : undefined;
+    const manifest = await manifestFetch;
     const expected: Expected = target.tocDigest ? { tocDigest: target.tocDigest } : expectedFromAnnotations(manifest?.layers.find((l) => l.digest === target.digest));
     let noSoci: string | undefined;
     if (!expected.tocDigest && !expected.manifestChecksum && this.soci) {
@@ -286,6 +292,18 @@ export class LazyLayerResolver implements RemoteLayerResolver {
       if (verifyToc || !(err instanceof TocError) || !/legacy stargz/.test(err.message)) throw err;
       return this.openTail(target, tail, expected, false, signal);
     });
+  }
+
+  /** The layer's range-granular prefetch profile from its manifest annotation; a malformed one is ignored with a warning. */
+  private prefetchProfile(target: LayerTarget, manifest: ImageManifest | undefined, blobSize: number): ByteRange[] | undefined {
+    const text = manifest?.layers.find((l) => l.digest === target.digest)?.annotations?.[PREFETCH_RANGES_ANNOTATION];
+    if (text === undefined) return undefined;
+    try {
+      return parsePrefetchRanges(text, blobSize);
+    } catch (err) {
+      this.options.log.warn('ignoring the layer prefetch profile', { digest: target.digest, error: (err as Error).message });
+      return undefined;
+    }
   }
 
   /** Fetches the zTOC a SOCI index names (checked against its digest), opens it and keeps it for restarts. */

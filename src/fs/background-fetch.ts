@@ -1,5 +1,6 @@
 import type { ChunkCache } from '../cache/chunk-cache.js';
 import type { ChunkRef, LayerIndex } from '../layer/layer-index.js';
+import { overlapsAny, type ByteRange } from '../layer/prefetch-ranges.js';
 import type { ChunkFetcher, FetchPriority } from './chunk-fetcher.js';
 
 export interface BackgroundFetchOptions {
@@ -7,6 +8,11 @@ export interface BackgroundFetchOptions {
   prefetch: boolean;
   /** Without a landmark: prefetch chunks starting in the first this many compressed bytes (0: none). */
   prefetchBytes: number;
+  /**
+   * A range-granular profile (normalized compressed byte ranges): prefetch exactly the chunks these
+   * touch, instead of the landmark region or `prefetchBytes`.
+   */
+  prefetchRanges?: readonly ByteRange[];
   /** After the prefetch, fetch the rest of the layer at low priority. */
   background: boolean;
   /** Compressed bytes per request (large ranges: few round trips). */
@@ -69,9 +75,9 @@ export class BackgroundFetch {
     private readonly options: BackgroundFetchOptions,
   ) {
     const all = distinctChunks(index, fetcher);
-    const limit = prefetchLimit(index, options);
-    this.prefetchChunks = all.filter((c) => c.compressedOffset < limit);
-    this.restChunks = all.filter((c) => c.compressedOffset >= limit);
+    const inPrefetch = prefetchSelector(index, options);
+    this.prefetchChunks = all.filter(inPrefetch);
+    this.restChunks = all.filter((c) => !inPrefetch(c));
     this.total = memberBytes(all);
     this.prefetchTotal = memberBytes(this.prefetchChunks);
     let markPrefetched!: () => void;
@@ -138,10 +144,13 @@ export class BackgroundFetch {
   }
 }
 
-function prefetchLimit(index: LayerIndex, options: BackgroundFetchOptions): number {
-  if (!options.prefetch || index.noPrefetch) return 0;
-  if (index.prefetchRange) return index.prefetchRange.end;
-  return options.prefetchBytes;
+/** Which chunks the mount-time prefetch takes: the profile's ranges, else the landmark region, else the first prefetchBytes. */
+function prefetchSelector(index: LayerIndex, options: BackgroundFetchOptions): (chunk: ChunkRef) => boolean {
+  if (!options.prefetch) return () => false;
+  const ranges = options.prefetchRanges;
+  if (ranges && ranges.length > 0) return (c) => overlapsAny(ranges, c.compressedOffset, c.compressedEnd);
+  const limit = index.noPrefetch ? 0 : (index.prefetchRange?.end ?? options.prefetchBytes);
+  return (c) => c.compressedOffset < limit;
 }
 
 /** Every chunk of the layer once (chunks shared by several files, e.g. hardlinks, included once), in blob order. */

@@ -4,7 +4,7 @@
  * stored tail fetched again, the resolve deadline, a missing TOC digest, and SOCI discovery (label,
  * v2 annotation, v1 through the referrers tag) with its bad inputs.
  */
-import { mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +13,9 @@ import { LazyLayerResolver } from '../../../src/daemon/lazy-layers.js';
 import { TailStore } from '../../../src/daemon/layer-tails.js';
 import { ZtocStore } from '../../../src/daemon/ztoc-store.js';
 import { MountManager } from '../../../src/fs/index.js';
+import { openLayer } from '../../../src/estargz/open.js';
 import { BufferSource } from '../../../src/io/random-access.js';
+import { PREFETCH_RANGES_ANNOTATION, formatPrefetchRanges } from '../../../src/layer/prefetch-ranges.js';
 import { RegistryClient } from '../../../src/remote/index.js';
 import { buildZtoc } from '../../../src/soci/build.js';
 import { EMPTY_CONFIG, SOCI_INDEX_DIGEST_LABEL, serializeSociIndex } from '../../../src/soci/index-manifest.js';
@@ -53,7 +55,7 @@ afterAll(async () => {
   }
 });
 
-function resolver(name: string, options: { resolveTimeoutMs?: number; soci?: false | { referrers: boolean } } = {}) {
+function resolver(name: string, options: { resolveTimeoutMs?: number; soci?: false | { referrers: boolean }; fetch?: { background: boolean; prefetch: boolean } } = {}) {
   const mounts = new MountManager();
   managers.push(mounts);
   const client = new RegistryClient({ dockerConfig: false, hostsDir: null, retry: { maxAttempts: 1 }, requestTimeoutMs: 5_000 });
@@ -290,5 +292,46 @@ describe('LazyLayerResolver with SOCI indexes', () => {
     } finally {
       await (relay as TcpRelay).start();
     }
+  });
+});
+
+describe('LazyLayerResolver with a range-granular prefetch profile', () => {
+  it('prefetches exactly the chunks the dev.lazypull.prefetch-ranges annotation touches, and reads of them then fetch nothing', async () => {
+    const reg = registry as TestRegistry;
+    const big = incompressible(6 << 20);
+    const built = await pushRunnableImage(reg, 'daemon/profile', 'v1', [{ format: 'estargz', files: { '/data/big.bin': big } }]);
+    const layer = built.layers[0] as string;
+    const blob = Buffer.from(await (await fetch(`${reg.url}/v2/daemon/profile/blobs/${layer}`)).arrayBuffer());
+    const entry = (await openLayer(new BufferSource(blob))).lookup('data/big.bin')!;
+    expect(entry.chunks.length).toBeGreaterThan(1);
+    const wanted = entry.chunks[1]!;
+    // A range inside the second chunk's member: the whole chunk is prefetched, nothing else.
+    const ranges = formatPrefetchRanges([{ start: wanted.compressedOffset + 10, end: wanted.compressedOffset + 20 }]);
+    const manifest = JSON.parse(Buffer.from(await (await fetch(`${reg.url}/v2/daemon/profile/manifests/v1`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).arrayBuffer()).toString()) as { layers: { annotations?: Record<string, string> }[] };
+    manifest.layers[0]!.annotations = { ...manifest.layers[0]!.annotations, [PREFETCH_RANGES_ANNOTATION]: ranges };
+    const profiled = Buffer.from(JSON.stringify(manifest));
+    const pushed = await reg.pushManifest('daemon/profile', 'profiled', profiled, 'application/vnd.oci.image.manifest.v1+json');
+
+    const { lazy } = resolver('profile', { fetch: { background: false, prefetch: true } });
+    const at = await mountpoint('profile');
+    const ref = `${(relay as TcpRelay).host}/daemon/profile:profiled`;
+    const tocDigest = (await openLayer(new BufferSource(blob))).tocDigest;
+    const labels = { [L.criImageRef]: ref, [L.criLayerDigest]: layer, [L.criManifestDigest]: pushed.digest, [L.tocDigest]: tocDigest };
+    expect(await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels, mountpoint: at })).toEqual({ mounted: at });
+    const mounted = lazy.mounted(at)!;
+    await mounted.mount.whenPrefetched();
+    expect(mounted.mount.progress().prefetchBytes).toBe(wanted.compressedEnd - wanted.compressedOffset);
+    expect(mounted.mount.progress().completedBytes).toBe(wanted.compressedEnd - wanted.compressedOffset);
+    const before = (relay as TcpRelay).bytesFromUpstream();
+    const handle = await open(join(at, 'data/big.bin'), 'r');
+    try {
+      const piece = Buffer.alloc(4096);
+      await handle.read(piece, 0, piece.length, wanted.fileOffset + 100);
+      expect(piece.equals(big.subarray(wanted.fileOffset + 100, wanted.fileOffset + 100 + 4096))).toBe(true);
+    } finally {
+      await handle.close();
+    }
+    expect((relay as TcpRelay).bytesFromUpstream() - before, 'the profiled chunk was already cached').toBe(0);
+    await lazy.release(at);
   });
 });
