@@ -23,6 +23,11 @@ export interface ConvertOptions {
   format?: OutputFormat;
   /** Uncompressed bytes per chunk of a large file (default 4 MiB). */
   chunkSize?: number;
+  /**
+   * A chunk size for one file (by clean layer path), overriding `chunkSize` (undefined keeps it): e.g. small chunks for a
+   * large file a workload reads only parts of, so a range-granular prefetch fetches little of it.
+   */
+  chunkSizeFor?: (name: string, size: number) => number | undefined;
   /** Small files share one member until it holds this many bytes (0, the default, turns it off). */
   minChunkSize?: number;
   compressionLevel?: number;
@@ -68,6 +73,7 @@ const ENTRY_TYPES: Record<TarHeader['kind'], TocEntryJson['type']> = {
 export class LayerWriter {
   private readonly format: OutputFormat;
   private readonly chunkSize: number;
+  private readonly chunkSizeFor: ConvertOptions['chunkSizeFor'];
   private readonly minChunkSize: number;
   private readonly level: number;
   private readonly pipeline: MemberPipeline;
@@ -84,6 +90,7 @@ export class LayerWriter {
   constructor(sink: ByteSink, options: ConvertOptions = {}) {
     this.format = options.format ?? 'estargz';
     this.chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    this.chunkSizeFor = options.chunkSizeFor;
     this.minChunkSize = options.minChunkSize ?? 0;
     if (!Number.isSafeInteger(this.chunkSize) || this.chunkSize <= 0) throw new RangeError(`chunk size must be a positive integer, got ${options.chunkSize}`);
     if (!Number.isSafeInteger(this.minChunkSize) || this.minChunkSize < 0) throw new RangeError(`min chunk size must be a non-negative integer, got ${options.minChunkSize}`);
@@ -126,15 +133,16 @@ export class LayerWriter {
   /** A regular file's payload as chunks: each gets a TOC entry whose offset and digest arrive later. */
   private async writeChunks(source: SourceEntry, fileEntry: TocEntryJson): Promise<void> {
     const size = source.header.size;
+    const chunkSize = this.chunkSizeOf(fileEntry.name, size);
     // A file of one chunk has the chunk's digest; larger ones are hashed here as they stream by.
-    const fileDigester = size > this.chunkSize ? new Digester() : undefined;
+    const fileDigester = size > chunkSize ? new Digester() : undefined;
     if (fileDigester) this.hashedFiles.push({ entry: fileEntry, digester: fileDigester });
     let written = 0;
     let chunkEntry = fileEntry;
     while (written < size) {
       const remaining = size - written;
-      const length = Math.min(this.chunkSize, remaining);
-      if (remaining >= this.chunkSize) chunkEntry.chunkSize = this.chunkSize;
+      const length = Math.min(chunkSize, remaining);
+      if (remaining >= chunkSize) chunkEntry.chunkSize = chunkSize;
       await this.startPayloadMember();
       chunkEntry.chunkOffset = written || undefined;
       chunkEntry.innerOffset = this.pipeline.memberBytes || undefined;
@@ -150,6 +158,21 @@ export class LayerWriter {
       written += length;
       chunkEntry = { name: fileEntry.name, type: 'chunk' };
     }
+  }
+
+  /** The chunk size of one file; `chunkSizeFor` sees the clean layer path (`usr/lib/x.so`, no `./`). */
+  private chunkSizeOf(name: string, size: number): number {
+    if (!this.chunkSizeFor) return this.chunkSize;
+    let path: string;
+    try {
+      path = cleanLayerPath(name);
+    } catch {
+      return this.chunkSize;
+    }
+    const chosen = this.chunkSizeFor(path, size);
+    if (chosen === undefined) return this.chunkSize;
+    if (!Number.isSafeInteger(chosen) || chosen <= 0) throw new RangeError(`chunk size for ${name} must be a positive integer, got ${chosen}`);
+    return chosen;
   }
 
   /** Where a chunk's payload begins: a fresh member, unless min-chunk-size lets it share the open one. */

@@ -88,6 +88,23 @@ describe('eStargz writer', () => {
     }
   });
 
+  it('gives a file its own chunk size through chunkSizeFor (by clean path), keeping the default for the rest', async () => {
+    const seen: string[] = [];
+    const { out, result } = await convert('per-file.esgz', { chunkSize: 200_000, chunkSizeFor: (path) => (seen.push(path), path === 'app/lib/big.bin' ? 64 * 1024 : undefined) });
+    expect(seen).toEqual(expect.arrayContaining(['app/lib/big.bin', 'app/main.py']));
+    const source = await FileSource.open(out);
+    try {
+      const layer = await openLayer(source, { expectedTocDigest: result.tocDigest });
+      const file = layer.lookup('app/lib/big.bin')!;
+      expect(file.chunks.map((c) => c.size)).toEqual([65536, 65536, 65536, 65536, 300_000 - 4 * 65536]);
+      expect((await readFileRange(layer, source, file, 65530, 20)).equals(big.subarray(65530, 65550))).toBe(true);
+      expect(file.digest).toBe(sha256(big));
+    } finally {
+      await source.close();
+    }
+    await expect(convert('bad-size.esgz', { chunkSizeFor: (path) => (path === 'app/lib/big.bin' ? 0 : undefined) })).rejects.toThrow(/chunk size for app\/lib\/big.bin must be a positive integer/);
+  });
+
   it('packs small files into shared members with innerOffset under min-chunk-size', async () => {
     const { out } = await convert('packed.esgz', { minChunkSize: 1 << 20 });
     const source = await FileSource.open(out);
