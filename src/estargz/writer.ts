@@ -171,7 +171,7 @@ export class LayerWriter {
     }
     const chosen = this.chunkSizeFor(path, size);
     if (chosen === undefined) return this.chunkSize;
-    if (!Number.isSafeInteger(chosen) || chosen <= 0) throw new RangeError(`chunk size for ${name} must be a positive integer, got ${chosen}`);
+    if (!Number.isSafeInteger(chosen) || chosen <= 0) throw new RangeError(`chunk size for ${path} must be a positive integer, got ${chosen}`);
     return chosen;
   }
 
