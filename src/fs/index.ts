@@ -6,3 +6,4 @@ export { inlineDecoder, type ChunkDecoder } from './chunk-decoder.js';
 export { LayerView, OPAQUE_XATTR, type FsNode } from './layer-view.js';
 export { WorkerDecoder, ChunkDecodeError, DEFAULT_WORKER_DECODER, type WorkerDecoderOptions } from './worker-decoder.js';
 export { observeOperations, type FuseObserver, type FuseOperationName } from './fuse-observer.js';
+export { recordAccesses, type AccessRecorder, type AccessKind } from './access-recorder.js';

@@ -4,6 +4,7 @@ import { BackgroundFetch, DEFAULT_BACKGROUND_FETCH, type BackgroundFetchOptions,
 import type { ChunkDecoder } from './chunk-decoder.js';
 import { ChunkFetcher, type FetchCounters, type RangeSource } from './chunk-fetcher.js';
 import { mountFuse, type FuseMount } from './fuse-binding.js';
+import { recordAccesses, type AccessRecorder } from './access-recorder.js';
 import { observeOperations, type FuseObserver } from './fuse-observer.js';
 import { LayerFilesystem } from './layer-filesystem.js';
 import { LayerView } from './layer-view.js';
@@ -33,6 +34,8 @@ export interface LayerMountOptions {
   onReadError?: (path: string, error: unknown) => void;
   /** Told the duration and errno of every FUSE operation (the daemon's metrics). */
   observer?: FuseObserver;
+  /** Told every successful lookup, open, read and readlink (`lazypull optimize`); none by default. */
+  recorder?: AccessRecorder;
 }
 
 export const DEFAULT_FETCH_DEADLINE_MS = 30_000;
@@ -69,8 +72,9 @@ export class LayerMount {
       ...(options.onReadError ? { onReadError: options.onReadError } : {}),
     });
     const kernelCache = options.kernelCacheSeconds ?? DEFAULT_KERNEL_CACHE_SECONDS;
-    const operations = filesystem.operations();
-    const fuse = await mountFuse(options.mountpoint, options.observer ? observeOperations(operations, options.observer) : operations, {
+    const answered = filesystem.operations();
+    const recorded = options.recorder ? recordAccesses(answered, options.recorder) : answered;
+    const fuse = await mountFuse(options.mountpoint, options.observer ? observeOperations(recorded, options.observer) : recorded, {
       timeout: false,
       force: true,
       allowOther: options.allowOther ?? true,
