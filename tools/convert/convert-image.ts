@@ -11,6 +11,7 @@ import {
   selectPlatform,
   type Descriptor,
   type ImageIndex,
+  type ImageManifest,
   type Platform,
 } from '../../src/remote/index.js';
 import { isDigest, sha256, type Digest } from '../../src/util/digest.js';
@@ -30,6 +31,8 @@ export interface ConvertImageOptions extends LayerFormatOptions {
   /** Where converted blobs wait for their upload (default: the OS temp dir). */
   workDir?: string;
   progress?: ConvertProgress;
+  /** Prioritized files by source layer digest, each layer its own list (optimize); a layer absent gets none. */
+  prioritizedFilesByLayer?: ReadonlyMap<Digest, string[]>;
 }
 
 export interface ConvertedManifest {
@@ -85,6 +88,7 @@ class ImageConverter {
       reuse: options.reuse ?? false,
       workDir,
       progress: options.progress ?? silentProgress,
+      ...(options.prioritizedFilesByLayer ? { prioritizedFilesByLayer: options.prioritizedFilesByLayer } : {}),
     };
   }
 
@@ -130,8 +134,7 @@ class ImageConverter {
   private async convertManifest(fetched: FetchedDocument): Promise<{ bytes: Buffer; descriptor: Descriptor; result: ConvertedManifest }> {
     if (fetched.document.kind !== 'manifest') throw new ManifestError('expected an image manifest');
     const manifest = fetched.document.manifest;
-    if (!CONFIG_TYPES.has(manifest.config.mediaType)) throw new ManifestError(`${this.source.description} is not a container image: its config has media type ${manifest.config.mediaType}`);
-    const config = parseImageConfig(await this.source.blobBytes(manifest.config), manifest.layers.length, this.source.description);
+    const config = await readImageConfig(this.source, manifest);
     const layers = await allSettledOrThrow(manifest.layers.map((layer, i) => this.convertLayerOnce(layer, config.diffIds[i]!)));
     const configBytes = Buffer.from(JSON.stringify({ ...config.json, rootfs: { ...config.rootfs, diff_ids: layers.map((l) => l.diffID) } }));
     const configDescriptor: Descriptor = { mediaType: MediaTypes.ociConfig, digest: sha256(configBytes), size: configBytes.length };
@@ -154,11 +157,17 @@ class ImageConverter {
   }
 }
 
-interface ImageConfig {
+export interface ImageConfig {
   json: Record<string, unknown>;
   rootfs: Record<string, unknown>;
   diffIds: Digest[];
   platform?: Platform;
+}
+
+/** The config of an image manifest, refused unless it is a container image's config. */
+export async function readImageConfig(source: ImageSource, manifest: ImageManifest): Promise<ImageConfig> {
+  if (!CONFIG_TYPES.has(manifest.config.mediaType)) throw new ManifestError(`${source.description} is not a container image: its config has media type ${manifest.config.mediaType}`);
+  return parseImageConfig(await source.blobBytes(manifest.config), manifest.layers.length, source.description);
 }
 
 /** The parts of an image config the converter changes, checked against the manifest's layers. */

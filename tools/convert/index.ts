@@ -5,8 +5,8 @@ import { OciLayoutDestination, OciLayoutSource } from './oci-layout.js';
 import { RegistryImageDestination, RegistryImageSource } from './registry-store.js';
 import type { ImageDestination, ImageSource } from './store.js';
 
-export { convertImage, parseImageConfig, DEFAULT_PARALLEL_LAYERS, type ConvertImageOptions, type ConvertImageResult, type ConvertedManifest } from './convert-image.js';
-export { reuseRefusal, type ConvertedLayer } from './layer.js';
+export { convertImage, parseImageConfig, readImageConfig, DEFAULT_PARALLEL_LAYERS, type ConvertImageOptions, type ConvertImageResult, type ConvertedManifest, type ImageConfig } from './convert-image.js';
+export { convertBlobToFile, isTarLayer, reuseRefusal, type ConvertedLayer, type LayerFormatOptions } from './layer.js';
 export { parseImageLocation, formatImageLocation, type ImageLocation } from './location.js';
 export { OciLayoutDestination, OciLayoutSource, DEFAULT_LAYOUT_TAG } from './oci-layout.js';
 export { RegistryImageDestination, RegistryImageSource } from './registry-store.js';

@@ -27,6 +27,8 @@ export interface LayerJob {
   reuse: boolean;
   workDir: string;
   progress: ConvertProgress;
+  /** Prioritized files by source layer digest (optimize's profile); replaces `format.prioritizedFiles`. */
+  prioritizedFilesByLayer?: ReadonlyMap<Digest, string[]>;
 }
 
 /** What became of one source layer. */
@@ -39,6 +41,8 @@ export interface ConvertedLayer {
 }
 
 const TAR_LAYER_TYPES = new Set<string>([MediaTypes.ociLayer, MediaTypes.ociLayerGzip, MediaTypes.ociLayerZstd, MediaTypes.dockerLayerGzip, 'application/vnd.docker.image.rootfs.diff.tar']);
+/** True for the layer media types the converter rewrites (tar, tar+gzip, tar+zstd). */
+export const isTarLayer = (mediaType: string): boolean => TAR_LAYER_TYPES.has(mediaType);
 /** Layers registries do not store (foreign / non-distributable): referenced by URL, never pushed. */
 const isNonDistributable = (mediaType: string): boolean => mediaType.includes('nondistributable') || mediaType.includes('foreign');
 
@@ -63,7 +67,7 @@ const TARGET_MEDIA_TYPES: Record<OutputFormat, ReadonlySet<string>> = {
 /** One layer of the source image, in the target format in the destination. `diffID` is the source config's entry. */
 export async function convertImageLayer(job: LayerJob, layer: Descriptor, diffID: Digest): Promise<ConvertedLayer> {
   if (isNonDistributable(layer.mediaType)) return { descriptor: layer, diffID, action: 'kept', blob: 'not copied' };
-  if (!TAR_LAYER_TYPES.has(layer.mediaType)) return copyUnchanged(job, layer, diffID, 'kept');
+  if (!isTarLayer(layer.mediaType)) return copyUnchanged(job, layer, diffID, 'kept');
   if (job.reuse) {
     const refusal = await reuseRefusal(job.source, layer, job.format.format);
     if (refusal === undefined) return copyUnchanged(job, { ...layer, mediaType: layer.mediaType === MediaTypes.dockerLayerGzip ? MediaTypes.ociLayerGzip : layer.mediaType }, diffID, 'reused');
@@ -108,17 +112,40 @@ export async function reuseRefusal(source: ImageSource, layer: Descriptor, forma
 
 async function rewrite(job: LayerJob, layer: Descriptor): Promise<ConvertedLayer> {
   const tempPath = join(job.workDir, `${layer.digest.slice('sha256:'.length)}.${job.format.format === 'estargz' ? 'gz' : 'zst'}`);
-  const blob = await job.source.openBlob(layer);
+  // Per-layer lists (optimize) replace the one list every layer gets; a layer without one gets none.
+  const format = job.prioritizedFilesByLayer ? { ...job.format, prioritizedFiles: job.prioritizedFilesByLayer.get(layer.digest) ?? [] } : job.format;
   job.progress.layerStarted(layer.digest, layer.size);
+  try {
+    const result = await convertBlobToFile(job.source, layer, tempPath, format, (bytesIn, bytesOut) => job.progress.layerBytes(layer.digest, bytesIn, bytesOut));
+    const descriptor: Descriptor = { mediaType: result.mediaType, digest: result.digest, size: result.size, annotations: { ...carriedAnnotations(layer), ...result.annotations } };
+    const outcome = await job.destination.putBlob(descriptor, { ...fileBody(tempPath, result.size), path: tempPath });
+    job.progress.layerFinished(layer.digest, `converted to ${result.digest.slice(0, 19)} ${(result.size / (1 << 20)).toFixed(1)} MiB (${outcome})`);
+    return { descriptor, diffID: result.diffID, action: 'converted', blob: outcome };
+  } finally {
+    await rm(tempPath, { force: true });
+  }
+}
+
+/**
+ * Converts a source layer blob (checked against its digest as it streams) into a local file; the
+ * caller removes the file. Errors say which layer and that it may not be a tar.
+ */
+export async function convertBlobToFile(
+  source: ImageSource,
+  layer: Descriptor,
+  path: string,
+  format: LayerFormatOptions,
+  onBytes?: (bytesIn: number, bytesOut: number) => void,
+): Promise<ConvertResult> {
+  const blob = await source.openBlob(layer);
   try {
     let bytesIn = 0;
     let bytesOut = 0;
-    const out = await open(tempPath, 'w');
-    let result: ConvertResult;
+    const out = await open(path, 'w');
     try {
       const pieces = verifiedPieces(readPieces(blob), layer.digest, (n) => {
         bytesIn += n;
-        job.progress.layerBytes(layer.digest, bytesIn, bytesOut);
+        onBytes?.(bytesIn, bytesOut);
       });
       const sink = {
         write: async (data: Uint8Array): Promise<void> => {
@@ -126,19 +153,14 @@ async function rewrite(job: LayerJob, layer: Descriptor): Promise<ConvertedLayer
           bytesOut += data.length;
         },
       };
-      result = await convertLayer(await decompressedTar(pieces), sink, job.format);
+      return await convertLayer(await decompressedTar(pieces), sink, format);
     } catch (err) {
       throw new Error(`layer ${layer.digest}: cannot convert it (is it a tar, tar.gz or tar.zst?): ${(err as Error).message}`, { cause: err });
     } finally {
       await out.close();
     }
-    const descriptor: Descriptor = { mediaType: result.mediaType, digest: result.digest, size: result.size, annotations: { ...carriedAnnotations(layer), ...result.annotations } };
-    const outcome = await job.destination.putBlob(descriptor, { ...fileBody(tempPath, result.size), path: tempPath });
-    job.progress.layerFinished(layer.digest, `converted to ${result.digest.slice(0, 19)} ${(result.size / (1 << 20)).toFixed(1)} MiB (${outcome})`);
-    return { descriptor, diffID: result.diffID, action: 'converted', blob: outcome };
   } finally {
     await blob.close?.();
-    await rm(tempPath, { force: true });
   }
 }
 
