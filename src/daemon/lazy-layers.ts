@@ -268,7 +268,10 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     let noSoci: string | undefined;
     if (!expected.tocDigest && !expected.manifestChecksum && this.soci) {
       const discovered = await this.soci.find(target, manifest, signal);
-      if ('found' in discovered) return this.fetchSociIndex(target, discovered.found, manifest, signal);
+      if ('found' in discovered) {
+        this.preFetchNeighbourZtocs(target, manifest);
+        return this.fetchSociIndex(target, discovered.found, manifest, signal);
+      }
       noSoci = discovered.missing;
     }
     try {
@@ -332,11 +335,29 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     }
   }
 
+  /**
+   * Stores the zTOCs the SOCI index lists for the layers after this one, so their Prepares (one after
+   * another) find them on disk. Failures are left to each layer's own Prepare.
+   */
+  private preFetchNeighbourZtocs(target: LayerTarget, manifest: ImageManifest | undefined): void {
+    const store = async (ztoc: SociZtocRef) => {
+      if (ztoc.size > this.maxTocBytes || (await this.options.ztocs.get(ztoc.layerDigest))) return;
+      const bytes = await this.fetchZtoc(target.image, ztoc);
+      await this.options.ztocs.put(ztoc.layerDigest, { digest: ztoc.digest, bytes });
+    };
+    this.soci
+      ?.listed(target, manifest)
+      .then((ztocs) => Promise.all(ztocs.filter((z) => z.layerDigest !== target.digest).map((z) => store(z).catch(() => undefined))))
+      .catch(() => undefined);
+  }
+
   /** One fetch per zTOC digest at a time (a layer shared by images, pre-resolving). */
   private fetchZtoc(image: ImageReference, ztoc: SociZtocRef, signal?: AbortSignal): Promise<Buffer> {
     let pending = this.ztocFetches.get(ztoc.digest);
     if (!pending) {
+      const started = performance.now();
       pending = this.options.client.fetchBlob(image, { digest: ztoc.digest, size: ztoc.size }, signal);
+      pending.then(() => this.options.metrics?.observeTocFetch(seconds(started))).catch(() => undefined);
       this.ztocFetches.set(ztoc.digest, pending);
       const forget = () => this.ztocFetches.delete(ztoc.digest);
       pending.then(forget, forget);

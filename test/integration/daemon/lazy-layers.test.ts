@@ -190,6 +190,25 @@ describe('LazyLayerResolver with SOCI indexes', () => {
     expect(await readdir(ztocsDir), 'and deleted with the last snapshot of the layer').toEqual([]);
   });
 
+  it('stores the zTOCs of the next layers while the first one mounts, so their Prepares need no zTOC fetch', async () => {
+    const reg = registry as TestRegistry;
+    const two = await pushRunnableImage(reg, 'daemon/soci-two', 'v1', [{ format: 'gzip', files: { '/a': greeting } }, { format: 'gzip', files: { '/b': greeting } }]);
+    const indexed = await addSociIndex(reg, two, { bind: 'v2' });
+    const { lazy, ztocsDir } = resolver('soci-two');
+    const [first, second] = two.layers as [string, string];
+    const labelsOf = (layer: string) => sociLabels(indexed.ref, layer, { [L.criManifestDigest]: indexed.manifestDigest, [L.criImageLayers]: two.layers.join(',') });
+    const at1 = await mountpoint('soci-two-1');
+    expect(await lazy.resolve({ key: 'k1', parent: '', chainId: 'c1', labels: labelsOf(first), mountpoint: at1 })).toEqual({ mounted: at1 });
+    const secondFile = second.slice('sha256:'.length);
+    for (let i = 0; i < 50 && !(await readdir(ztocsDir)).includes(secondFile); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await readdir(ztocsDir)).toContain(secondFile);
+    const at2 = await mountpoint('soci-two-2');
+    expect(await lazy.resolve({ key: 'k2', parent: '', chainId: 'c2', labels: labelsOf(second), mountpoint: at2 })).toEqual({ mounted: at2 });
+    expect(lazy.mounted(at2)?.tocDigest).toBe(indexed.ztocs.find((z) => z.layerDigest === second)?.digest);
+    await lazy.release(at1);
+    await lazy.release(at2);
+  });
+
   it('finds the zTOC through the soci.index.digest label', async () => {
     const { lazy } = resolver('soci-label');
     const at = await mountpoint('soci-label');
