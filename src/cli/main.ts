@@ -4,6 +4,7 @@ import { registerConvertLayer } from './commands/convert-layer.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerServe } from './commands/serve.js';
 import { registerConvert } from './commands/convert.js';
+import { registerOptimize } from './commands/optimize.js';
 import { registerSoci } from './commands/soci.js';
 import { registerRpull } from './commands/rpull.js';
 import { registerStatus } from './commands/status.js';
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerInspect(program);
   registerServe(program);
   registerConvert(program);
+  registerOptimize(program);
   registerSoci(program);
   registerRpull(program);
   registerStatus(program);

@@ -24,25 +24,17 @@ interface ConvertCommandOptions {
 
 /** `convert`: an image (registry or OCI layout) into eStargz or zstd:chunked, without containerd or root. */
 export function registerConvert(program: Command): void {
-  program
+  const command = program
     .command('convert')
     .description('convert an image to eStargz (default) or zstd:chunked; SRC and DST are registry references or oci:DIR[:TAG]')
     .argument('<src>', 'source image: registry reference or oci:DIR[:TAG]')
-    .argument('<dst>', 'destination: registry reference (a tag) or oci:DIR[:TAG] (default tag latest)')
-    .option('--estargz', 'write eStargz (the default)')
-    .option('--zstdchunked', 'write zstd:chunked')
-    .option('--oci', 'OCI media types (always on: the toc.digest annotations need them; accepted for ctr-remote compatibility)')
-    .option('--chunk-size <bytes>', 'uncompressed bytes per chunk (default 4MiB)', parseSize)
-    .option('--min-chunk-size <bytes>', 'let small files share a compressed member up to this size (default 0: off)', parseSize)
-    .option('--compression-level <n>', 'gzip 0-9 (default 6) or zstd 1-22 (default 3)', parseLevel)
+    .argument('<dst>', 'destination: registry reference (a tag) or oci:DIR[:TAG] (default tag latest)');
+  addFormatOptions(command)
     .option('--platform <os/arch[/variant]>', "convert this platform's entry of an index (default: this machine's)", parsePlatformOption)
     .option('--all-platforms', 'convert every entry of an index')
     .option('--reuse', 'keep layers already in the target format whose TOC verifies against their toc.digest annotation')
-    .option('--prioritized-files <file>', 'paths in access order, one per line, put first in every layer that has them, with a prefetch landmark')
-    .option('--plain-http', 'talk plain HTTP to every registry (default only for localhost / 127.0.0.0/8)')
-    .option('--hosts-dir <dir>', "containerd's certs.d directory (mirrors, CAs)", DEFAULT_HOSTS_DIR)
-    .option('--parallel-layers <n>', 'layers converted at the same time', parseCount, 2)
-    .option('--upload-chunk-size <bytes>', 'upload blobs in PATCH requests of this size instead of one PUT', parseSize)
+    .option('--prioritized-files <file>', 'paths in access order, one per line, put first in every layer that has them, with a prefetch landmark');
+  addTransferOptions(command)
     .action(async (src: string, dst: string, options: ConvertCommandOptions) => {
       if (options.estargz && options.zstdchunked) throw new InvalidArgumentError('--estargz and --zstdchunked exclude each other');
       if (options.platform && options.allPlatforms) throw new InvalidArgumentError('--platform and --all-platforms exclude each other');
@@ -72,6 +64,26 @@ export function registerConvert(program: Command): void {
         await client.close();
       }
     });
+}
+
+/** The output format options convert and optimize share (--estargz ... --compression-level). */
+export function addFormatOptions(command: Command): Command {
+  return command
+    .option('--estargz', 'write eStargz (the default)')
+    .option('--zstdchunked', 'write zstd:chunked')
+    .option('--oci', 'OCI media types (always on: the toc.digest annotations need them; accepted for ctr-remote compatibility)')
+    .option('--chunk-size <bytes>', 'uncompressed bytes per chunk (default 4MiB)', parseSize)
+    .option('--min-chunk-size <bytes>', 'let small files share a compressed member up to this size (default 0: off)', parseSize)
+    .option('--compression-level <n>', 'gzip 0-9 (default 6) or zstd 1-22 (default 3)', parseLevel);
+}
+
+/** The registry and pipeline options convert and optimize share (--plain-http ... --upload-chunk-size). */
+export function addTransferOptions(command: Command): Command {
+  return command
+    .option('--plain-http', 'talk plain HTTP to every registry (default only for localhost / 127.0.0.0/8)')
+    .option('--hosts-dir <dir>', "containerd's certs.d directory (mirrors, CAs)", DEFAULT_HOSTS_DIR)
+    .option('--parallel-layers <n>', 'layers converted at the same time', parseCount, 2)
+    .option('--upload-chunk-size <bytes>', 'upload blobs in PATCH requests of this size instead of one PUT', parseSize);
 }
 
 function summary(dst: string, result: ConvertImageResult): string {
