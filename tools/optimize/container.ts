@@ -24,11 +24,13 @@ export interface WorkloadOptions {
   /** Each line the workload writes. */
   onOutput?: (stream: 'stdout' | 'stderr', line: string) => void;
   runc?: string;
+  /** Stops the workload (then it is deleted as after a period). */
+  signal?: AbortSignal;
 }
 
 export interface WorkloadRun {
-  /** `exit`: it ended by itself; `period`: stopped when the period ran out; `line`: stopped when the awaited line came. */
-  stoppedBy: 'exit' | 'period' | 'line';
+  /** `exit`: it ended by itself; `period`: stopped when the period ran out; `line`: stopped when the awaited line came; `aborted`: by the signal. */
+  stoppedBy: 'exit' | 'period' | 'line' | 'aborted';
   /** runc's exit status: the workload's, or 128+signal. */
   status: number | null;
   /** Only with `waitOnLine`. */
@@ -54,7 +56,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
     child.once('error', (err) => reject(new Error(`cannot run ${runc}: ${err.message}`)));
     child.once('close', (code, signal) => resolve(code ?? (signal ? 128 + signalNumber(signal) : null)));
   });
-  const stop = (reason: 'period' | 'line'): void => {
+  const stop = (reason: 'period' | 'line' | 'aborted'): void => {
     if (stoppedBy !== undefined || child.exitCode !== null) return;
     stoppedBy = reason;
     void killContainer(runc, options.stateDir, options.id, () => child.exitCode !== null || child.signalCode !== null);
@@ -75,6 +77,9 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
   });
   child.stdin.on('error', () => undefined);
   const periodTimer = setTimeout(() => stop('period'), options.periodMs);
+  const onAbort = (): void => stop('aborted');
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  if (options.signal?.aborted) onAbort();
   try {
     const status = await exited;
     return {
@@ -87,6 +92,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRun
   } finally {
     clearTimeout(periodTimer);
     clearTimeout(graceTimer);
+    options.signal?.removeEventListener('abort', onAbort);
     child.stdin.destroy();
     await deleteContainer(runc, options.stateDir, options.id);
   }

@@ -39,6 +39,10 @@ export interface OptimizeOptions extends LayerFormatOptions {
   log?: (message: string) => void;
   onOutput?: (stream: 'stdout' | 'stderr', line: string) => void;
   runc?: string;
+  /** Aborts until the conversion starts: the workload is stopped, everything is unmounted and removed, nothing is converted. */
+  signal?: AbortSignal;
+  /** Called when nothing is mounted any more and the conversion starts (the signal no longer applies). */
+  onConverting?: () => void;
 }
 
 export interface OptimizeResult {
@@ -68,6 +72,12 @@ export async function optimizeImage(source: ImageSource, destination: ImageDesti
   const workDir = await mkdtemp(join(options.workDir ?? tmpdir(), 'lazypull-optimize-'));
   try {
     const indexes = await mountableLayers(source, manifest.layers, workDir, log);
+    try {
+      options.signal?.throwIfAborted();
+    } catch (err) {
+      await Promise.allSettled(indexes.map((l) => l.close()));
+      throw err;
+    }
     const accessLog = new AccessLog(manifest.layers.length);
     const run = await profile(indexes, accessLog, runConfig, workDir, options, log);
     const recorded = accessLog.accessed();
@@ -82,6 +92,8 @@ export async function optimizeImage(source: ImageSource, destination: ImageDesti
     }
     const byLayer = new Map<Digest, string[]>();
     manifest.layers.forEach((layer, i) => byLayer.set(layer.digest, [...new Set([...(byLayer.get(layer.digest) ?? []), ...layerLists[i]!])]));
+    options.signal?.throwIfAborted();
+    options.onConverting?.();
     log(`converting: ${layerLists.map((l, i) => `layer ${i}: ${l.length} prioritized`).join(', ')}`);
     const converted = await convertImage(source, destination, {
       ...formatOptions(options),
@@ -155,6 +167,7 @@ async function profile(
         ...(options.waitOnLine !== undefined ? { waitOnLine: options.waitOnLine } : {}),
         ...(options.onOutput ? { onOutput: options.onOutput } : {}),
         ...(options.runc ? { runc: options.runc } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
       });
       accessLog.freeze();
       const failure = run.stderrTail.find((line) => /runc run failed|unable to start container/.test(line));
@@ -173,6 +186,7 @@ async function profile(
 /** One line on how the workload ended. */
 export function describeRun(run: WorkloadRun): string {
   const seconds = (run.elapsedMs / 1000).toFixed(1);
+  if (run.stoppedBy === 'aborted') return `workload stopped: interrupted after ${seconds} s`;
   if (run.stoppedBy === 'line') return `the awaited line appeared after ${seconds} s: workload stopped`;
   const line = run.lineSeen === false ? '; the awaited line was not seen' : '';
   if (run.stoppedBy === 'period') return `workload stopped at the end of the period (${seconds} s)${line}`;

@@ -56,6 +56,14 @@ export function registerOptimize(program: Command): void {
       const client = new RegistryClient({ hostsDir: options.hostsDir, ...(options.plainHttp ? { plainHttp: true } : {}) });
       const progress = terminalProgress(process.stderr);
       const log = (message: string): void => progress.note(message);
+      // Until the conversion starts, Ctrl-C / SIGTERM stop the container and unmount everything before the process ends.
+      const interrupt = new AbortController();
+      const onSignal = (signal: NodeJS.Signals): void => {
+        log(`${signal}: stopping the workload and cleaning up`);
+        interrupt.abort(new Error(`interrupted by ${signal}: nothing was converted`));
+      };
+      const restoreSignals = (): void => void process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+      process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
       try {
         const source = await openImageSource(parseImageLocation(src), client);
         const destination = await openImageDestination(parseImageLocation(dst), client, { ...(options.uploadChunkSize ? { uploadChunkSize: options.uploadChunkSize } : {}) });
@@ -81,6 +89,8 @@ export function registerOptimize(program: Command): void {
           progress,
           log,
           onOutput: (stream, line) => progress.note(`workload ${stream}: ${line}`),
+          signal: interrupt.signal,
+          onConverting: restoreSignals,
         });
         progress.stop();
         for (const pattern of result.unmatchedPatterns) process.stderr.write(`lazypull: warning: --prefetch-list ${JSON.stringify(pattern)} matches nothing in the image\n`);
@@ -91,6 +101,7 @@ export function registerOptimize(program: Command): void {
         ];
         process.stdout.write(`${lines.join('\n')}\n`);
       } finally {
+        restoreSignals();
         progress.stop();
         await client.close();
       }

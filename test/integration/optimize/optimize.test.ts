@@ -222,6 +222,17 @@ describe('optimize: bad input leaves no mounts, no temp dirs and no DST tag', ()
     await expectCleanedUp(opts.workDir);
   });
 
+  it("an abort (the CLI's Ctrl-C) while the workload runs: container stopped, everything unmounted, nothing converted", async () => {
+    const interrupt = new AbortController();
+    const opts = await options('aborted', { workload: { entrypoint: ['/bin/cat', '/greeting/hello.txt', '-'] }, periodMs: 60_000, signal: interrupt.signal });
+    const started = Date.now();
+    const pending = optimizeImage(source('opt/app:v1'), await destination('opt/app:aborted'), { ...opts, onOutput: () => interrupt.abort(new Error('interrupted')) });
+    await expect(pending).rejects.toThrow(/interrupted/);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(await tagExists('opt/app:aborted')).toBe(false);
+    await expectCleanedUp(opts.workDir);
+  });
+
   it('a registry that refuses the push', async () => {
     const opts = await options('refused', { workload: { entrypoint: ['/bin/cat', '/greeting/hello.txt'] }, recordOut: join(work, 'refused.list') });
     proxy.refuseManifestPuts = true;
