@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { readFile } from 'node:fs/promises';
-import { convertImage, openImageDestination, openImageSource, parseImageLocation, terminalProgress, type ConvertImageResult } from '../../../tools/convert/index.js';
+import { convertImage, openImageDestination, openImageSource, parseImageLocation, terminalProgress, type ConvertImageResult, type ImageDestination, type ImageSource, type LayerFormatOptions } from '../../../tools/convert/index.js';
 import { DEFAULT_HOSTS_DIR, formatPlatform, RegistryClient, type Platform } from '../../remote/index.js';
 import { parsePlatformOption, parseSize, readPathList } from '../options.js';
 
@@ -42,13 +42,9 @@ export function registerConvert(program: Command): void {
       const client = new RegistryClient({ hostsDir: options.hostsDir, ...(options.plainHttp ? { plainHttp: true } : {}) });
       const progress = terminalProgress(process.stderr);
       try {
-        const source = await openImageSource(parseImageLocation(src), client);
-        const destination = await openImageDestination(parseImageLocation(dst), client, { ...(options.uploadChunkSize ? { uploadChunkSize: options.uploadChunkSize } : {}) });
+        const { source, destination } = await openEndpoints(src, dst, client, options);
         const result = await convertImage(source, destination, {
-          format: options.zstdchunked ? 'zstd:chunked' : 'estargz',
-          chunkSize: options.chunkSize,
-          minChunkSize: options.minChunkSize,
-          compressionLevel: options.compressionLevel,
+          ...layerFormat(options),
           prioritizedFiles,
           onMissingPrioritized: () => undefined,
           ...(options.platform ? { platform: options.platform } : {}),
@@ -84,6 +80,18 @@ export function addTransferOptions(command: Command): Command {
     .option('--hosts-dir <dir>', "containerd's certs.d directory (mirrors, CAs)", DEFAULT_HOSTS_DIR)
     .option('--parallel-layers <n>', 'layers converted at the same time', parseCount, 2)
     .option('--upload-chunk-size <bytes>', 'upload blobs in PATCH requests of this size instead of one PUT', parseSize);
+}
+
+/** SRC and DST as the image source and destination they name. */
+export async function openEndpoints(src: string, dst: string, client: RegistryClient, options: { uploadChunkSize?: number }): Promise<{ source: ImageSource; destination: ImageDestination }> {
+  const source = await openImageSource(parseImageLocation(src), client);
+  const destination = await openImageDestination(parseImageLocation(dst), client, { ...(options.uploadChunkSize ? { uploadChunkSize: options.uploadChunkSize } : {}) });
+  return { source, destination };
+}
+
+/** The layer format the format options ask for. */
+export function layerFormat(options: { zstdchunked?: boolean; chunkSize?: number; minChunkSize?: number; compressionLevel?: number }): LayerFormatOptions {
+  return { format: options.zstdchunked ? 'zstd:chunked' : 'estargz', chunkSize: options.chunkSize, minChunkSize: options.minChunkSize, compressionLevel: options.compressionLevel };
 }
 
 function summary(dst: string, result: ConvertImageResult): string {

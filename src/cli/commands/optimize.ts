@@ -1,11 +1,11 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import { readFile } from 'node:fs/promises';
-import { openImageDestination, openImageSource, parseImageLocation, terminalProgress } from '../../../tools/convert/index.js';
+import { terminalProgress } from '../../../tools/convert/index.js';
 import { describeRun, optimizeImage, parseAccessList, parseArgvJson } from '../../../tools/optimize/index.js';
 import { RegistryClient, type Platform } from '../../remote/index.js';
 import { parsePlatformOption } from '../options.js';
-import { addFormatOptions, addTransferOptions } from './convert.js';
+import { addFormatOptions, addTransferOptions, layerFormat, openEndpoints } from './convert.js';
 
 interface OptimizeCommandOptions {
   estargz?: boolean;
@@ -65,13 +65,9 @@ export function registerOptimize(program: Command): void {
       const restoreSignals = (): void => void process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
       process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
       try {
-        const source = await openImageSource(parseImageLocation(src), client);
-        const destination = await openImageDestination(parseImageLocation(dst), client, { ...(options.uploadChunkSize ? { uploadChunkSize: options.uploadChunkSize } : {}) });
+        const { source, destination } = await openEndpoints(src, dst, client, options);
         const result = await optimizeImage(source, destination, {
-          format: options.zstdchunked ? 'zstd:chunked' : 'estargz',
-          chunkSize: options.chunkSize,
-          minChunkSize: options.minChunkSize,
-          compressionLevel: options.compressionLevel,
+          ...layerFormat(options),
           ...(options.platform ? { platform: options.platform } : {}),
           periodMs: options.period,
           workload: {
