@@ -18,6 +18,7 @@ import { isDigest, sha256, type Digest } from '../../src/util/digest.js';
 import { convertImageLayer, type ConvertedLayer, type LayerFormatOptions, type LayerJob } from './layer.js';
 import { allSettledOrThrow, TaskLimiter } from './limiter.js';
 import { silentProgress, type ConvertProgress } from './progress.js';
+import type { FileReads } from './read-profile.js';
 import type { FetchedDocument, ImageDestination, ImageSource } from './store.js';
 
 export interface ConvertImageOptions extends LayerFormatOptions {
@@ -33,6 +34,8 @@ export interface ConvertImageOptions extends LayerFormatOptions {
   progress?: ConvertProgress;
   /** Prioritized files by source layer digest, each layer its own list (optimize); a layer absent gets none. */
   prioritizedFilesByLayer?: ReadonlyMap<Digest, string[]>;
+  /** What a workload read of each file, by source layer digest: small chunks and a prefetch-ranges annotation (optimize). */
+  readsByLayer?: ReadonlyMap<Digest, FileReads>;
 }
 
 export interface ConvertedManifest {
@@ -89,6 +92,7 @@ class ImageConverter {
       workDir,
       progress: options.progress ?? silentProgress,
       ...(options.prioritizedFilesByLayer ? { prioritizedFilesByLayer: options.prioritizedFilesByLayer } : {}),
+      ...(options.readsByLayer ? { readsByLayer: options.readsByLayer } : {}),
     };
   }
 

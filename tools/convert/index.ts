@@ -10,6 +10,7 @@ export { convertBlobToFile, isTarLayer, reuseRefusal, type ConvertedLayer, type 
 export { parseImageLocation, formatImageLocation, type ImageLocation } from './location.js';
 export { OciLayoutDestination, OciLayoutSource, DEFAULT_LAYOUT_TAG } from './oci-layout.js';
 export { RegistryImageDestination, RegistryImageSource } from './registry-store.js';
+export { partialReadChunkSizes, prefetchRangesOf, PARTIAL_READ_CHUNK_SIZE, type FileReads } from './read-profile.js';
 export { terminalProgress, silentProgress, type ConvertProgress } from './progress.js';
 export type { ImageSource, ImageDestination, BlobOutcome, RegistryRepository } from './store.js';
 

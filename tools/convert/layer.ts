@@ -8,17 +8,20 @@ import {
   ANNOTATION_ZSTD_MANIFEST_CHECKSUM,
   ANNOTATION_ZSTD_MANIFEST_POSITION,
   convertLayer,
+  DEFAULT_CHUNK_SIZE,
   type ConvertOptions,
   type ConvertResult,
   type OutputFormat,
 } from '../../src/estargz/writer.js';
+import { PREFETCH_RANGES_ANNOTATION } from '../../src/layer/prefetch-ranges.js';
 import { fileBody, MediaTypes, type Descriptor } from '../../src/remote/index.js';
 import { isDigest, type Digest } from '../../src/util/digest.js';
 import { decompressedTar, readPieces, verifiedPieces } from './blob-stream.js';
 import type { ConvertProgress } from './progress.js';
+import { partialReadChunkSizes, prefetchRangesOf, type FileReads } from './read-profile.js';
 import type { BlobOutcome, ImageDestination, ImageSource } from './store.js';
 
-export type LayerFormatOptions = Pick<ConvertOptions, 'chunkSize' | 'minChunkSize' | 'compressionLevel' | 'prioritizedFiles' | 'onMissingPrioritized' | 'workers'> & { format: OutputFormat };
+export type LayerFormatOptions = Pick<ConvertOptions, 'chunkSize' | 'minChunkSize' | 'compressionLevel' | 'prioritizedFiles' | 'onMissingPrioritized' | 'workers' | 'chunkSizeFor'> & { format: OutputFormat };
 
 export interface LayerJob {
   source: ImageSource;
@@ -29,6 +32,8 @@ export interface LayerJob {
   progress: ConvertProgress;
   /** Prioritized files by source layer digest (optimize's profile); replaces `format.prioritizedFiles`. */
   prioritizedFilesByLayer?: ReadonlyMap<Digest, string[]>;
+  /** What the workload read of each file, by source layer digest: range-granular prefetch (optimize). */
+  readsByLayer?: ReadonlyMap<Digest, FileReads>;
 }
 
 /** What became of one source layer. */
@@ -57,6 +62,8 @@ const FORMAT_ANNOTATIONS = new Set([
   'io.github.containers.zstd-chunked.tarsplit-checksum',
   'io.github.containers.zstd-chunked.tarsplit-position',
   'containerd.io/snapshot/stargz/layer.digest',
+  // Offsets into the old blob: meaningless, and harmful, for the new one.
+  PREFETCH_RANGES_ANNOTATION,
 ]);
 
 const TARGET_MEDIA_TYPES: Record<OutputFormat, ReadonlySet<string>> = {
@@ -113,11 +120,14 @@ export async function reuseRefusal(source: ImageSource, layer: Descriptor, forma
 async function rewrite(job: LayerJob, layer: Descriptor): Promise<ConvertedLayer> {
   const tempPath = join(job.workDir, `${layer.digest.slice('sha256:'.length)}.${job.format.format === 'estargz' ? 'gz' : 'zst'}`);
   // Per-layer lists (optimize) replace the one list every layer gets; a layer without one gets none.
-  const format = job.prioritizedFilesByLayer ? { ...job.format, prioritizedFiles: job.prioritizedFilesByLayer.get(layer.digest) ?? [] } : job.format;
+  const prioritized = job.prioritizedFilesByLayer ? { ...job.format, prioritizedFiles: job.prioritizedFilesByLayer.get(layer.digest) ?? [] } : job.format;
+  const reads = job.readsByLayer?.get(layer.digest);
+  const format = reads ? { ...prioritized, chunkSizeFor: partialReadChunkSizes(reads, job.format.chunkSize ?? DEFAULT_CHUNK_SIZE) } : prioritized;
   job.progress.layerStarted(layer.digest, layer.size);
   try {
     const result = await convertBlobToFile(job.source, layer, tempPath, format, (bytesIn, bytesOut) => job.progress.layerBytes(layer.digest, bytesIn, bytesOut));
-    const descriptor: Descriptor = { mediaType: result.mediaType, digest: result.digest, size: result.size, annotations: { ...carriedAnnotations(layer), ...result.annotations } };
+    const profile: Record<string, string> = reads && reads.size > 0 ? { [PREFETCH_RANGES_ANNOTATION]: await prefetchRangesOf(tempPath, result.tocDigest, reads) } : {};
+    const descriptor: Descriptor = { mediaType: result.mediaType, digest: result.digest, size: result.size, annotations: { ...carriedAnnotations(layer), ...result.annotations, ...profile } };
     const outcome = await job.destination.putBlob(descriptor, { ...fileBody(tempPath, result.size), path: tempPath });
     job.progress.layerFinished(layer.digest, `converted to ${result.digest.slice(0, 19)} ${(result.size / (1 << 20)).toFixed(1)} MiB (${outcome})`);
     return { descriptor, diffID: result.diffID, action: 'converted', blob: outcome };

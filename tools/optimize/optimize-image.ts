@@ -9,9 +9,10 @@ import { join } from 'node:path';
 import { openLayer } from '../../src/estargz/open.js';
 import { FileSource } from '../../src/io/random-access.js';
 import type { LayerIndex } from '../../src/layer/layer-index.js';
+import type { ByteRange } from '../../src/layer/prefetch-ranges.js';
 import { hostPlatform, ManifestError, selectPlatform, type Descriptor, type ImageManifest, type Platform } from '../../src/remote/index.js';
 import type { Digest } from '../../src/util/digest.js';
-import { convertBlobToFile, convertImage, isTarLayer, readImageConfig, type ConvertImageResult, type ConvertProgress, type ImageDestination, type ImageSource, type LayerFormatOptions } from '../convert/index.js';
+import { convertBlobToFile, convertImage, isTarLayer, readImageConfig, type ConvertImageResult, type ConvertProgress, type FileReads, type ImageDestination, type ImageSource, type LayerFormatOptions } from '../convert/index.js';
 import { AccessLog, attributeToLayers, type AccessedPath, type ByteRanges } from './access-log.js';
 import { formatAccessList } from './access-list.js';
 import { runWorkload, type WorkloadRun } from './container.js';
@@ -32,6 +33,12 @@ export interface OptimizeOptions extends LayerFormatOptions {
   recordOut?: string;
   /** Where the per-layer read ranges are written as JSON (see ReadProfile). */
   profileOut?: string;
+  /**
+   * Range-granular prefetch (default true): large files read only in parts get small chunks, and each
+   * layer a `dev.lazypull.prefetch-ranges` annotation naming the chunks the workload read. False keeps
+   * file-granular prefetch (the landmark region).
+   */
+  rangeProfile?: boolean;
   parallelLayers?: number;
   workDir?: string;
   progress?: ConvertProgress;
@@ -99,6 +106,7 @@ export async function optimizeImage(source: ImageSource, destination: ImageDesti
       ...formatOptions(options),
       platform: options.platform ?? hostPlatform(),
       prioritizedFilesByLayer: byLayer,
+      ...(options.rangeProfile !== false ? { readsByLayer: readsByLayer(manifest.layers, accessLog) } : {}),
       ...(options.parallelLayers ? { parallelLayers: options.parallelLayers } : {}),
       ...(options.workDir ? { workDir: options.workDir } : {}),
       ...(options.progress ? { progress: options.progress } : {}),
@@ -227,6 +235,17 @@ export function patternMatches(patterns: string[], indexes: LayerIndex[]): { add
 function formatOptions(options: OptimizeOptions): LayerFormatOptions {
   const { format, chunkSize, minChunkSize, compressionLevel, workers } = options;
   return { format, chunkSize, minChunkSize, compressionLevel, workers, onMissingPrioritized: () => undefined };
+}
+
+/** What the workload read through each source layer's mount, by layer digest (a digest listed twice merges). */
+function readsByLayer(layers: Descriptor[], accessLog: AccessLog): Map<Digest, FileReads> {
+  const byDigest = new Map<Digest, Map<string, ByteRange[]>>();
+  layers.forEach((layer, i) => {
+    let files = byDigest.get(layer.digest);
+    if (!files) byDigest.set(layer.digest, (files = new Map()));
+    for (const [path, ranges] of accessLog.readRanges(i)) files.set(path, [...(files.get(path) ?? []), ...ranges.map(([start, end]) => ({ start, end }))]);
+  });
+  return byDigest;
 }
 
 function readProfile(layers: Descriptor[], converted: ConvertImageResult, accessLog: AccessLog): ReadProfile {

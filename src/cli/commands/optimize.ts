@@ -29,6 +29,7 @@ interface OptimizeCommandOptions {
   recordOut?: string;
   prefetchList?: string;
   profileOut?: string;
+  rangeProfile: boolean;
 }
 
 /** `optimize`: profile an image's workload in a runc container on recording FUSE layers, then convert with what it read first. */
@@ -50,6 +51,7 @@ export function registerOptimize(program: Command): void {
     .option('--record-out <file>', 'write the accessed paths in order (usable as convert --prioritized-files)')
     .option('--prefetch-list <file>', 'more paths or globs (*, ?, **; # comments) to prioritize after the recorded ones')
     .option('--profile-out <file>', 'write the byte ranges read of each file, per layer, as JSON')
+    .option('--no-range-profile', 'prefetch whole prioritized files (the landmark region) instead of only the chunks the workload read')
     .action(async (src: string, dst: string, options: OptimizeCommandOptions) => {
       if (options.estargz && options.zstdchunked) throw new InvalidArgumentError('--estargz and --zstdchunked exclude each other');
       const prefetchPatterns = options.prefetchList ? parseAccessList(await readFile(options.prefetchList, 'utf8')) : [];
@@ -81,6 +83,7 @@ export function registerOptimize(program: Command): void {
           prefetchPatterns,
           ...(options.recordOut ? { recordOut: options.recordOut } : {}),
           ...(options.profileOut ? { profileOut: options.profileOut } : {}),
+          rangeProfile: options.rangeProfile,
           parallelLayers: options.parallelLayers,
           progress,
           log,

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openLayer } from '../../../src/estargz/open.js';
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from '../../../src/estargz/toc.js';
 import type { RandomAccessSource } from '../../../src/io/random-access.js';
+import { PREFETCH_RANGES_ANNOTATION, overlapsAny, parsePrefetchRanges } from '../../../src/layer/prefetch-ranges.js';
 import { parseReference, RegistryClient, type Descriptor } from '../../../src/remote/index.js';
 import { OciLayoutDestination, OciLayoutSource, RegistryImageDestination, RegistryImageSource } from '../../../tools/convert/index.js';
 import { optimizeImage, type OptimizeOptions, type ReadProfile } from '../../../tools/optimize/index.js';
@@ -146,6 +147,45 @@ describe('optimize', () => {
     expect(profile.layers[2]!.files).toEqual([{ path: '/greeting/hello.txt', ranges: [[0, GREETING.length]] }]);
     expect(profile.layers[3]!.files).toEqual([]);
     await expectCleanedUp(opts.workDir);
+  });
+
+  it('range profile: a file read in one place gets small chunks and a prefetch-ranges annotation naming only the chunks read; --no-range-profile (rangeProfile false) keeps whole-file prefetch', async () => {
+    const big = randomBytes(4 << 20);
+    const readAt = 300 * 4096;
+    const partial = await pushRunnableImage(registry, 'opt/partial', 'v1', [
+      { files: { ...coreutilsFiles(), '/bin/dd': { copyOf: '/bin/dd' } }, format: 'gzip' },
+      { files: { '/data/big.bin': big }, format: 'gzip' },
+    ]);
+    expect(partial.layers).toHaveLength(2);
+    const workload = { entrypoint: ['/bin/dd', 'if=/data/big.bin', 'of=/dev/null', 'bs=4096', `skip=${readAt / 4096}`, 'count=1'] };
+    await optimizeImage(source('opt/partial:v1'), await destination('opt/partial:ranged'), await options('ranged', { workload }));
+    await optimizeImage(source('opt/partial:v1'), await destination('opt/partial:whole'), await options('whole', { workload, rangeProfile: false }));
+
+    const layerOf = async (tag: string) => {
+      const ref = parseReference(`${registry.host}/opt/partial:${tag}`);
+      const fetched = await client.fetchManifest(ref, ref.object);
+      if (fetched.document.kind !== 'manifest') throw new Error('expected a manifest');
+      const layer = fetched.document.manifest.layers[1]!;
+      const blob = await client.openBlob(ref, layer);
+      const opened = await openLayer(blob, { expectedTocDigest: layer.annotations?.['containerd.io/snapshot/stargz/toc.digest'] as `sha256:${string}` });
+      return { layer, entry: opened.lookup('data/big.bin')!, close: () => blob.close?.() };
+    };
+    const ranged = await layerOf('ranged');
+    const whole = await layerOf('whole');
+    try {
+      expect(ranged.entry.chunks.map((c) => c.size)).toEqual(Array.from({ length: 16 }, () => 256 << 10));
+      const ranges = parsePrefetchRanges(ranged.layer.annotations?.[PREFETCH_RANGES_ANNOTATION] ?? '', ranged.layer.size);
+      const read = ranged.entry.chunks.find((c) => c.fileOffset <= readAt && readAt < c.fileOffset + c.size)!;
+      expect(overlapsAny(ranges, read.compressedOffset, read.compressedEnd)).toBe(true);
+      const prefetched = ranged.entry.chunks.filter((c) => overlapsAny(ranges, c.compressedOffset, c.compressedEnd));
+      // The kernel reads ahead around the 4 KiB dd asked for: a chunk or two, not the 16 of the file.
+      expect(prefetched.length).toBeGreaterThanOrEqual(1);
+      expect(prefetched.length).toBeLessThanOrEqual(3);
+      expect(whole.layer.annotations?.[PREFETCH_RANGES_ANNOTATION]).toBeUndefined();
+      expect(whole.entry.chunks).toHaveLength(1);
+    } finally {
+      await Promise.all([ranged.close(), whole.close()]);
+    }
   });
 
   it('registry -> OCI layout: --wait-on-line stops a workload that would run for the whole period; --prefetch-list globs add files', async () => {
