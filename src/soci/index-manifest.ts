@@ -3,6 +3,7 @@
  * and whose layers are zTOC blobs, each annotated with the image layer it indexes. Shared by the
  * `soci create` writer and the daemon's discovery, so both agree on every name and rule.
  */
+import type { ManifestDocument } from '../remote/manifest.js';
 import { isDigest, type Digest } from '../util/digest.js';
 
 export const SociMediaTypes = {
@@ -141,4 +142,14 @@ export function serializeSociIndex(index: SociIndex): Buffer {
 /** The `sha256-<hex>` tag registries without the referrers API use to list a manifest's referrers. */
 export function referrersTagOf(manifestDigest: Digest): string {
   return manifestDigest.replace(':', '-');
+}
+
+/**
+ * The v1 SOCI indexes a `sha256-<hex>` referrers tag names: the tag points at an OCI index of
+ * referrers (the OCI tag schema, what `soci create --v1` writes), whose v1 entries carry the
+ * artifactType; or, as some tools push it, at a v1 SOCI index itself.
+ */
+export function v1IndexesAtReferrersTag(tagged: { digest: Digest; document: ManifestDocument }): Digest[] {
+  if (tagged.document.kind === 'index') return tagged.document.index.manifests.filter((m) => m.artifactType === SociMediaTypes.indexV1).map((m) => m.digest);
+  return sociIndexVersionOf(tagged.document.manifest.config.mediaType) === 'v1' ? [tagged.digest] : [];
 }
