@@ -47,10 +47,11 @@ describe('lazypull soci ztoc info', () => {
     expect(info.num_multi_span_files).toBeGreaterThanOrEqual(1);
   });
 
-  it('says what is wrong with a bad file and that the DIGEST form is not supported yet', async () => {
+  it('says what is wrong with a bad file, and that a DIGEST needs --image', async () => {
     const path = join(dir, 'garbage');
     await writeFile(path, Buffer.from('not a flatbuffer at all'));
     await expect(runSoci('ztoc', 'info', path)).rejects.toThrow(/invalid zTOC/);
-    await expect(runSoci('ztoc', 'info', `sha256:${'a'.repeat(64)}`)).rejects.toThrow(/needs containerd or a registry/);
+    await expect(runSoci('ztoc', 'info', `sha256:${'a'.repeat(64)}`)).rejects.toThrow(/a zTOC digest needs --image REF/);
+    await expect(runSoci('ztoc', 'info', path, '--image', '127.0.0.1:1/x:y')).rejects.toThrow(/must be a zTOC digest/);
   });
 });
