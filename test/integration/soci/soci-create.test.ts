@@ -230,6 +230,9 @@ describe('soci create --v2 (the default)', () => {
     const listed = JSON.parse((await soci('index', 'list', '--json', `oci:${dstDir}:soci`)).stdout) as ListedSociIndex[];
     expect(listed).toHaveLength(1);
     expect(listed[0]).toMatchObject({ version: 'v2', ztocs: 1, foundBy: ['image index', 'manifest annotation'] });
+    const ztoc = parseSociIndex(await layoutReader(dstDir).manifestBytes(listed[0]!.digest)).ztocs[0]!;
+    const info = JSON.parse((await soci('ztoc', 'info', ztoc.digest, '--image', `oci:${dstDir}:soci`)).stdout) as ZtocInfo;
+    expect(info).toMatchObject({ digest: ztoc.digest, size: image.layers[0]!.blob.length, span_size: 65536 });
   });
 });
 
