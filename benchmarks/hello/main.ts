@@ -9,7 +9,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, openSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { cpus, release } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -129,6 +129,10 @@ interface Sample {
   requests: number;
   output: string;
   pullLog: string;
+  /** lazypull modes: the pull as `lazypull rpull` timed it itself (the rest of pullS is the CLI starting). */
+  rpullInternalS?: number;
+  /** lazypull modes: how long the daemon took to mount each lazy layer (its log's `ms=`). */
+  mountMs?: number[];
   /** lazypull status per layer: state and reason. */
   layers?: { digest: string; state: string; reason?: string; format?: string; fetched?: number }[];
 }
@@ -276,6 +280,10 @@ async function measure(image: BuiltImage, link: LinkSpec, mode: Mode, ref: strin
       pullLog: (pull.stdout + pull.stderr).trim().split('\n').slice(-6).join('\n'),
     };
     if (mode.snapshotter === 'lazypull') {
+      const internal = /downloaded .* in ([\d.]+) s/.exec(pull.stdout)?.[1];
+      if (internal) sample.rpullInternalS = Number(internal);
+      const daemonLog = await readFile(join(work, 'lazypull.log'), 'utf8').catch(() => '');
+      sample.mountMs = [...daemonLog.matchAll(/msg="layer mounted lazily".* ms=(\d+)/g)].map((m) => Number(m[1]));
       const status = await lazypull(['status', '--address', join(work, 'lp.sock'), '--json'], 30_000);
       const parsed = JSON.parse(status.stdout) as { layers?: { digest: string; state: string; reason?: string; format?: string; fetched_bytes?: number }[] };
       sample.layers = (parsed.layers ?? []).map((l) => ({ digest: l.digest, state: l.state, ...(l.reason ? { reason: l.reason } : {}), ...(l.format ? { format: l.format } : {}), ...(l.fetched_bytes !== undefined ? { fetched: l.fetched_bytes } : {}) }));
@@ -292,6 +300,31 @@ async function measure(image: BuiltImage, link: LinkSpec, mode: Mode, ref: strin
     }
     removeWorkDir(work);
   }
+}
+
+interface LinkCheck {
+  link: string;
+  /** Median time of a small request on a warm connection (about one RTT). */
+  requestMs: number;
+  /** Download rate of the image's largest layer through the link. */
+  mbPerS: number;
+}
+
+/** What the link really does: the latency of small requests and the rate of a blob download. */
+async function checkLink(registry: ShapedRegistry, link: LinkSpec, image: BuiltImage): Promise<LinkCheck> {
+  const base = `http://${registry.shaped}/v2`;
+  const times: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const t = process.hrtime.bigint();
+    await (await fetch(`${base}/`)).arrayBuffer();
+    if (i > 0) times.push(seconds(t, process.hrtime.bigint()) * 1000);
+  }
+  const manifest = (await (await fetch(`${base}/hello/${image.recipe.name}/manifests/gzip`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } })).json()) as { layers: { digest: string; size: number }[] };
+  const largest = [...manifest.layers].sort((a, b) => b.size - a.size)[0]!;
+  const t = process.hrtime.bigint();
+  const body = await (await fetch(`${base}/hello/${image.recipe.name}/blobs/${largest.digest}`)).arrayBuffer();
+  const s = seconds(t, process.hrtime.bigint());
+  return { link: link.name, requestMs: median(times), mbPerS: body.byteLength / 1e6 / s };
 }
 
 const median = (xs: number[]): number => {
@@ -418,9 +451,12 @@ async function main(): Promise<void> {
 
   const samples: Sample[] = [];
   const failures: string[] = [];
+  const linkChecks: LinkCheck[] = [];
   for (const link of env.links) {
     await net.shape(link);
-    log(`link ${link.name}: ${link.rateMbit} Mbit/s HTB, ${link.rttMs / 2} ms each way`);
+    const check = await checkLink(net, link, images[0]!);
+    linkChecks.push(check);
+    log(`link ${link.name}: ${link.rateMbit} Mbit/s HTB, ${link.rttMs / 2} ms each way; measured: request ${check.requestMs.toFixed(1)} ms, ${check.mbPerS.toFixed(1)} MB/s`);
     for (let r = 0; r < env.runs; r++) {
       for (const image of images) {
         for (const mode of modes) {
@@ -430,7 +466,7 @@ async function main(): Promise<void> {
           try {
             const s = await measure(image, link, mode, ref, r);
             samples.push(s);
-            const lazy = s.layers ? `, layers ${s.layers.map((l) => l.state).join('/')}` : '';
+            const lazy = s.layers ? `, layers ${s.layers.map((l) => l.state).join('/')}, rpull itself ${s.rpullInternalS?.toFixed(2)} s, mounts ${s.mountMs?.join('+')} ms` : '';
             log(`${link.name} ${image.recipe.name} ${mode.name} run ${r + 1}: pull ${s.pullS.toFixed(2)} + create ${s.createS.toFixed(2)} + run ${s.runS.toFixed(2)} = ${s.totalS.toFixed(2)} s, ${(s.bytesAtFirstOutput / MiB).toFixed(1)} MiB, ${s.requests} requests${lazy}`);
           } catch (err) {
             failures.push(`${link.name} ${image.recipe.name} ${mode.name} run ${r + 1}: ${String(err).slice(0, 2000)}`);
@@ -454,6 +490,7 @@ async function main(): Promise<void> {
     config: { ...env, links: env.links, modes: modes.map((m) => ({ name: m.name, snapshotter: m.snapshotter, describe: m.describe })) },
     images: images.map((i) => ({ name: i.recipe.name, cmd: i.recipe.cmd, compressedBytes: i.compressedBytes, uncompressedBytes: i.uncompressedBytes, layers: i.layers })),
     prepared,
+    linkChecks,
     rows,
     samples,
     notes,
