@@ -137,7 +137,7 @@ export class ShapedRegistry {
     const dev = ['dev', this.nsIf];
     const rate = `${link.rateMbit}mbit`;
     const tc = (args: string[]) => run('ip', ['netns', 'exec', this.ns, 'tc', ...args], { timeoutMs: 30_000 });
-    await tc(['qdisc', 'replace', ...dev, 'root', 'handle', '1:', 'htb', 'default', '20']);
+    if (!this.link) await tc(['qdisc', 'add', ...dev, 'root', 'handle', '1:', 'htb', 'default', '20']);
     await tc(['class', 'replace', ...dev, 'parent', '1:', 'classid', '1:1', 'htb', 'rate', '10gbit']);
     await tc(['class', 'replace', ...dev, 'parent', '1:1', 'classid', '1:10', 'htb', 'rate', rate, 'ceil', rate]);
     await tc(['class', 'replace', ...dev, 'parent', '1:1', 'classid', '1:20', 'htb', 'rate', '10gbit']);

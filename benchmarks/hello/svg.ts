@@ -44,7 +44,7 @@ export function renderSvg(rows: Row[], links: string[]): string {
     const max = Math.max(0.1, ...linkRows.map((r) => r.totalS));
     const step = niceStep(max);
     const yMax = Math.ceil(max / step) * step;
-    const y = (s: number) => top + plotH - (s / yMax) * plotH;
+    const y = (s: number) => Math.round((top + plotH - (s / yMax) * plotH) * 10) / 10;
     out.push(`<text x="${x0 + panelW / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">${escape(link)}: seconds to first output</text>`);
     for (let s = 0; s <= yMax + 1e-9; s += step) {
       out.push(`<line x1="${x0 + left}" x2="${x0 + panelW - 10}" y1="${y(s)}" y2="${y(s)}" stroke="#e5e7eb"/>`);
@@ -62,7 +62,7 @@ export function renderSvg(rows: Row[], links: string[]): string {
           // Phases are medians of their own: scale them to the median total so the bar ends at it.
           const sum = row.pullS + row.createS + row.runS;
           const v = sum > 0 ? (value / sum) * row.totalS : 0;
-          out.push(`<rect x="${bx}" y="${y(base + v)}" width="${barW - 4}" height="${Math.max(0, y(base) - y(base + v))}" fill="${color}" fill-opacity="${PHASE_OPACITY[phase]}"><title>${escape(`${image} ${mode} ${phase}: ${value.toFixed(2)} s`)}</title></rect>`);
+          out.push(`<rect x="${bx}" y="${y(base + v)}" width="${barW - 4}" height="${Math.max(0, Math.round((y(base) - y(base + v)) * 10) / 10)}" fill="${color}" fill-opacity="${PHASE_OPACITY[phase]}"><title>${escape(`${image} ${mode} ${phase}: ${value.toFixed(2)} s`)}</title></rect>`);
           base += v;
         }
         const label = row.ratio !== undefined && mode !== 'overlayfs' ? `${row.ratio.toFixed(2)}x` : row.totalS.toFixed(1);
