@@ -21,7 +21,8 @@ import { imageBytes, pushLayout } from './push.js';
 import { renderSvg } from './svg.js';
 
 const REPO = resolve(fileURLToPath(new URL('.', import.meta.url)), '../..');
-const LAZYPULL = join(REPO, 'bin', 'lazypull.js');
+/** The lazypull CLI to run (`bin/lazypull.js` runs `dist/`; HELLO_LAZYPULL can name another build's `src/cli/main.js`). */
+const LAZYPULL = resolve(process.env.HELLO_LAZYPULL ?? join(REPO, 'bin', 'lazypull.js'));
 const MiB = 1 << 20;
 const NAMESPACE = 'hello';
 
@@ -427,6 +428,7 @@ async function main(): Promise<void> {
   liveWorkDirs.add(top);
   net = new ShapedRegistry(join(top, 'net'));
   await net.setup(join(top, 'registry'));
+  log(`lazypull: ${LAZYPULL}`);
   log(`registry in netns ${net.ns}: direct ${net.direct}, shaped ${net.shaped}`);
 
   const refs = new Map<string, string>(); // image\0mode -> tag
@@ -487,7 +489,7 @@ async function main(): Promise<void> {
   const result = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, kernel: release(), node: process.version },
-    config: { ...env, links: env.links, modes: modes.map((m) => ({ name: m.name, snapshotter: m.snapshotter, describe: m.describe })) },
+    config: { ...env, lazypull: LAZYPULL, links: env.links, modes: modes.map((m) => ({ name: m.name, snapshotter: m.snapshotter, describe: m.describe })) },
     images: images.map((i) => ({ name: i.recipe.name, cmd: i.recipe.cmd, compressedBytes: i.compressedBytes, uncompressedBytes: i.uncompressedBytes, layers: i.layers })),
     prepared,
     linkChecks,
