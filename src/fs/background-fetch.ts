@@ -15,8 +15,12 @@ export interface BackgroundFetchOptions {
   prefetchRanges?: readonly ByteRange[];
   /** After the prefetch, fetch the rest of the layer at low priority. */
   background: boolean;
-  /** Compressed bytes per request (large ranges: few round trips). */
+  /** Compressed bytes per prefetch request (large ranges: few round trips). */
   batchBytes: number;
+  /** Compressed bytes per background request: small, so an on-demand read never waits long behind one. */
+  backgroundBatchBytes: number;
+  /** The background pass runs only after on-demand reads have not gone to the registry for this long. */
+  quietMs: number;
   /** Pause after a failed batch before retrying it; doubles up to 32x. */
   retryDelayMs: number;
 }
@@ -26,6 +30,8 @@ export const DEFAULT_BACKGROUND_FETCH: BackgroundFetchOptions = {
   prefetchBytes: 0,
   background: true,
   batchBytes: 8 * 1024 * 1024,
+  backgroundBatchBytes: 2 * 1024 * 1024,
+  quietMs: 1500,
   retryDelayMs: 500,
 };
 
@@ -115,9 +121,10 @@ export class BackgroundFetch {
   }
 
   private async fetchAll(chunks: ChunkRef[], priority: FetchPriority): Promise<void> {
-    for (const batch of batches(chunks, this.options.batchBytes)) {
+    const background = priority === 'background';
+    for (const batch of batches(chunks, background ? this.options.backgroundBatchBytes : this.options.batchBytes)) {
       if (this.stopped) return;
-      if (priority === 'background') await this.fetcher.whenIdle();
+      if (background) await this.fetcher.whenQuiet(this.options.quietMs);
       await this.fetchWithRetry(batch, priority);
     }
   }

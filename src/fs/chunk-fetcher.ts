@@ -53,6 +53,8 @@ export class ChunkFetcher {
   readonly counters: FetchCounters = { fetchedBytes: 0, requests: 0, decodedChunks: 0, failures: 0 };
   private readonly inflight = new Map<string, Promise<Buffer>>();
   private foregroundActive = 0;
+  /** When an on-demand read last had to go to the registry (mount time counts as one). */
+  private lastForegroundFetchAt = performance.now();
   private idleWaiters: (() => void)[] = [];
   private readonly pendingWrites = new Set<Promise<void>>();
   private readonly decoder: ChunkDecoder;
@@ -83,12 +85,14 @@ export class ChunkFetcher {
   async getChunks(chunks: readonly ChunkRef[], priority: FetchPriority): Promise<Buffer[]> {
     const foreground = priority === 'foreground';
     if (foreground) this.foregroundActive++;
+    const requestsBefore = this.counters.requests;
     // Background work may take longer (large ranges) but must not hang forever on a stalled registry either.
     const deadline = deadlineSignal(foreground ? this.options.deadlineMs : this.options.deadlineMs * BACKGROUND_DEADLINE_FACTOR);
     try {
       return await deadline.race(this.load(chunks, deadline.signal));
     } finally {
       deadline.clear();
+      if (foreground && this.counters.requests > requestsBefore) this.lastForegroundFetchAt = performance.now();
       if (foreground && --this.foregroundActive === 0) this.wakeIdle();
     }
   }
@@ -107,6 +111,19 @@ export class ChunkFetcher {
   whenIdle(): Promise<void> {
     if (this.foregroundActive === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Resolves once no on-demand read is in progress and none has gone to the registry for `quietMs`:
+   * while a workload is starting and fetching, background traffic would only slow its reads down.
+   */
+  async whenQuiet(quietMs: number): Promise<void> {
+    for (;;) {
+      await this.whenIdle();
+      const wait = this.lastForegroundFetchAt + quietMs - performance.now();
+      if (wait <= 0 && this.foregroundActive === 0) return;
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    }
   }
 
   private wakeIdle(): void {

@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { MemoryOnlyChunkCache } from '../../../src/cache/index.js';
+import { BackgroundFetch, DEFAULT_BACKGROUND_FETCH } from '../../../src/fs/background-fetch.js';
+import { ChunkFetcher, type RangeSource } from '../../../src/fs/chunk-fetcher.js';
+import { BufferSource } from '../../../src/io/random-access.js';
+import { pseudoRandom } from '../../helpers/fixture-tree.js';
+import { fakeLayer } from './fake-layer.js';
+
+/** Records when each request was made. */
+class TimedSource implements RangeSource {
+  readonly requestTimes: number[] = [];
+  private readonly inner: BufferSource;
+  constructor(blob: Buffer) {
+    this.inner = new BufferSource(blob);
+  }
+  get size(): number {
+    return this.inner.size;
+  }
+  async readAt(offset: number, length: number): Promise<Buffer> {
+    this.requestTimes.push(performance.now());
+    return this.inner.readAt(offset, length);
+  }
+  async readRanges(ranges: readonly { start: number; length: number }[]): Promise<Buffer[]> {
+    this.requestTimes.push(performance.now());
+    return Promise.all(ranges.map((r) => this.inner.readAt(r.start, r.length)));
+  }
+}
+
+describe('background fetch', () => {
+  it('starts only after on-demand reads have left the registry alone for the quiet period, then fetches the rest in small batches', async () => {
+    const layer = fakeLayer([{ path: 'file', data: pseudoRandom(3, 8000), chunkSize: 1000 }]);
+    const source = new TimedSource(layer.blob);
+    const cache = new MemoryOnlyChunkCache();
+    const fetcher = new ChunkFetcher({ index: layer.index, source, cache, layerDigest: 'sha256:layer', deadlineMs: 5000 });
+    const file = layer.index.lookup('file')!;
+    const quietMs = 300;
+    const background = new BackgroundFetch(layer.index, fetcher, cache, { ...DEFAULT_BACKGROUND_FETCH, prefetch: false, quietMs, backgroundBatchBytes: 2500 });
+    await new Promise((r) => setTimeout(r, 150));
+    await fetcher.readSlices(layer.index.plan(file, 0, 100));
+    const readAt = performance.now();
+    expect(source.requestTimes).toHaveLength(1);
+    await background.finished;
+    const backgroundRequests = source.requestTimes.slice(1);
+    expect(backgroundRequests.length).toBeGreaterThanOrEqual(3); // 7 remaining members in batches of 2500 compressed bytes at most
+    expect(backgroundRequests[0]! - readAt).toBeGreaterThanOrEqual(quietMs - 20);
+    expect(background.progress(0).backgroundDone).toBe(true);
+  });
+});
