@@ -6,7 +6,7 @@
  */
 import type { ImageManifest, ImageReference, RegistryClient } from '../remote/index.js';
 import { ManifestNotFoundError } from '../remote/index.js';
-import { SociAnnotations, SociMediaTypes, parseSociIndex, referrersTagOf, sociIndexVersionOf, type SociIndex, type SociZtocRef } from '../soci/index-manifest.js';
+import { SociAnnotations, SociMediaTypes, parseSociIndex, referrersTagOf, v1IndexesAtReferrersTag, type SociIndex, type SociZtocRef } from '../soci/index-manifest.js';
 import { isDigest, type Digest } from '../util/digest.js';
 import type { LayerTarget } from './layer-labels.js';
 
@@ -91,8 +91,7 @@ export class SociDiscovery {
         throw err;
       }
       // The tag names an index of referrers (OCI tag schema), or, as some tools push it, the SOCI index itself.
-      if (tagged.document.kind === 'index') return tagged.document.index.manifests.filter((m) => m.artifactType === SociMediaTypes.indexV1).map((m) => m.digest);
-      return sociIndexVersionOf(tagged.document.manifest.config.mediaType) === 'v1' ? [tagged.descriptor.digest] : [];
+      return v1IndexesAtReferrersTag({ digest: tagged.descriptor.digest, document: tagged.document });
     });
   }
 }
