@@ -102,6 +102,16 @@ const MODES: Mode[] = [
     },
   },
   {
+    name: 'lazypull-optimized-files',
+    snapshotter: 'lazypull',
+    describe: 'lazypull optimize --no-range-profile (whole prioritized files prefetched: the landmark region), lazypull rpull',
+    unavailable: async () => ((await helpLists([], 'optimize')) ? undefined : 'this lazypull has no `optimize` command'),
+    prepare: async ({ image, direct, repository }) => {
+      await lazypull(['optimize', '--plain-http', '--no-range-profile', '--period', '30s', '--wait-on-line', image.recipe.expect, `oci:${image.layoutDir}:${image.tag}`, `${direct}/${repository}:optimized-files`]);
+      return 'optimized-files';
+    },
+  },
+  {
     name: 'lazypull-soci',
     snapshotter: 'lazypull',
     describe: 'lazypull soci create (v2 index, every layer) on the gzip image, lazypull rpull',
