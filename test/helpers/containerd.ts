@@ -318,6 +318,24 @@ export class Containerd {
     return this.exec('ctr', args, opts);
   }
 
+  /**
+   * Waits until containerd's connection to a proxy snapshotter works again (after the snapshotter
+   * restarted): containerd's gRPC client fails calls at once while it backs off between dials (up to
+   * 3 s), so a container started right after the restart would fail with `unavailable`.
+   */
+  async waitForSnapshotter(snapshotter: string, timeoutMs = 15_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        await this.ctr(['snapshots', '--snapshotter', snapshotter, 'ls'], { timeoutMs: 5_000 });
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  }
+
   /** Runs `ctr-remote` (stargz-snapshotter's ctr) against this instance. */
   ctrRemote(args: string[], opts?: ExecOptions & { namespace?: string }): Promise<ExecResult> {
     return this.exec('ctr-remote', args, opts);

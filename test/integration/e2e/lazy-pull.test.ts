@@ -168,6 +168,7 @@ describe('lazy pull end to end', () => {
     try {
       lazypull = await startLazypull([], { dir: daemon.dir, config: DAEMON_CONFIG });
       expect(layersOf(await daemonStatus((lazypull as LazypullDaemon).socket), image).map((l) => l.state)).toEqual(['lazy', 'lazy']);
+      await (containerd as Containerd).waitForSnapshotter('lazypull');
       expect(await run(image.viaRelay, 'lazy-2', 'cat', '/etc/greeting')).toBe('hello from a lazy layer\n');
       expect(lazypull.log()).toMatch(/msg="restored remote snapshots" restored=\d+ failed=0/);
       // Removing the image lets containerd's GC remove the layers; their stored tails go with them.
