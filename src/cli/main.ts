@@ -1,36 +1,46 @@
 import { Command, CommanderError } from 'commander';
-import { registerLayerCommands } from './commands/layer.js';
-import { registerConvertLayer } from './commands/convert-layer.js';
-import { registerInspect } from './commands/inspect.js';
-import { registerServe } from './commands/serve.js';
-import { registerConvert } from './commands/convert.js';
-import { registerOptimize } from './commands/optimize.js';
-import { registerSoci } from './commands/soci.js';
-import { registerRpull } from './commands/rpull.js';
-import { registerStatus } from './commands/status.js';
 
-/** The `lazypull` command: a thin shell over the libraries; each command lives in ./commands. */
-export function buildProgram(): Command {
+type Register = (program: Command) => void;
+
+const layerCommands = async (): Promise<Register> => (await import('./commands/layer.js')).registerLayerCommands;
+
+/**
+ * The module that registers each top-level command. A run loads only the one it names: loading every
+ * command's libraries (undici, gRPC, the converter) cost `lazypull rpull` 0.45 s of start-up instead of 0.37.
+ */
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  toc: layerCommands,
+  'toc-digest': layerCommands,
+  cat: layerCommands,
+  'convert-layer': async () => (await import('./commands/convert-layer.js')).registerConvertLayer,
+  inspect: async () => (await import('./commands/inspect.js')).registerInspect,
+  serve: async () => (await import('./commands/serve.js')).registerServe,
+  convert: async () => (await import('./commands/convert.js')).registerConvert,
+  optimize: async () => (await import('./commands/optimize.js')).registerOptimize,
+  soci: async () => (await import('./commands/soci.js')).registerSoci,
+  rpull: async () => (await import('./commands/rpull.js')).registerRpull,
+  status: async () => (await import('./commands/status.js')).registerStatus,
+};
+
+/**
+ * The `lazypull` command: a thin shell over the libraries; each command lives in ./commands. With
+ * `argv`, only the command it names is registered (all of them for help, a version or an unknown name).
+ */
+export async function buildProgram(argv?: readonly string[]): Promise<Command> {
   const program = new Command('lazypull')
     .description('Lazy-pulling containerd snapshotter and image converter (eStargz, zstd:chunked, SOCI)')
     .version(process.env.npm_package_version ?? '0.1.0')
     .showHelpAfterError()
     .exitOverride();
-  registerLayerCommands(program);
-  registerConvertLayer(program);
-  registerInspect(program);
-  registerServe(program);
-  registerConvert(program);
-  registerOptimize(program);
-  registerSoci(program);
-  registerRpull(program);
-  registerStatus(program);
+  const named = argv?.[2];
+  const loaders = named !== undefined && Object.hasOwn(COMMANDS, named) ? [COMMANDS[named]!] : [...new Set(Object.values(COMMANDS))];
+  for (const register of await Promise.all(loaders.map((load) => load()))) register(program);
   return program;
 }
 
 export async function main(argv: string[]): Promise<number> {
   try {
-    await buildProgram().parseAsync(argv);
+    await (await buildProgram(argv)).parseAsync(argv);
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
