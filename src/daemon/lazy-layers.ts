@@ -75,6 +75,8 @@ export interface MountedLayer {
   mountedAt: Date;
   mount: LayerMount;
   source: RandomAccessSource;
+  /** How long finding and opening its index (TOC or zTOC) took, in ms: the rest of a mount is the FUSE mount and the blob's size. */
+  indexMs: number;
   /** The last health check's finding, when it found a problem. */
   warning?: string;
 }
@@ -124,7 +126,7 @@ export class LazyLayerResolver implements RemoteLayerResolver {
       this.preResolveNeighbours(target);
       const layer = await this.withDeadline((signal) => this.mountTarget(target, request.chainId, request.mountpoint, signal, { profile: true }));
       this.options.metrics?.observeMount(seconds(started), 'lazy');
-      this.options.log.info('layer mounted lazily', { chainId: request.chainId, image: layer.image, digest: layer.digest, format: layer.format, ms: Math.round(performance.now() - started) });
+      this.options.log.info('layer mounted lazily', { chainId: request.chainId, image: layer.image, digest: layer.digest, format: layer.format, ms: Math.round(performance.now() - started), index_ms: layer.indexMs });
       return { mounted: request.mountpoint };
     } catch (err) {
       const fallback = classifyFailure(err);
@@ -222,7 +224,9 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     const manifest = target.manifestDigest && (options.profile || !target.tocDigest) ? this.manifest(target.image, target.manifestDigest, signal) : undefined;
     // Without a TOC digest label the manifest is needed to find one; otherwise it only carries the profile.
     manifest?.catch(() => undefined);
+    const indexStarted = performance.now();
     const opened = await this.openIndex(target, target.tocDigest ? undefined : manifest, signal);
+    const indexMs = Math.round(performance.now() - indexStarted);
     const prefetchRanges = options.profile ? this.prefetchProfile(target, await manifest?.catch(() => undefined), opened.size) : undefined;
     const source = await this.options.client.openBlob(target.image, { digest: target.digest, size: opened.size }, { signal });
     signal.throwIfAborted();
@@ -250,6 +254,7 @@ export class LazyLayerResolver implements RemoteLayerResolver {
       mountedAt: new Date(),
       mount,
       source,
+      indexMs,
     };
     this.layers.set(mountpoint, layer);
     return layer;

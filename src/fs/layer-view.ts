@@ -72,37 +72,62 @@ export class LayerView {
   }
 }
 
+/**
+ * Byte order of the names' UTF-8, without encoding them (Buffer.from per comparison took most of a
+ * 5,700-entry layer's 90 ms view build): UTF-8 byte order is code point order, which UTF-16 code unit
+ * order equals except where a surrogate meets U+E000..U+FFFF.
+ */
 function compareBytes(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  const common = Math.min(a.length, b.length);
+  for (let i = 0; i < common; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x >= 0xd800 && y >= 0xd800) return Buffer.compare(Buffer.from(a.slice(i)), Buffer.from(b.slice(i)));
+    return x - y;
+  }
+  return a.length - b.length;
 }
 
 function mtimeMs(entry: LayerEntry): number {
   return Math.max(0, entry.mtimeSec * 1000 + Math.floor(entry.mtimeNsec / 1_000_000));
 }
 
-function common(entry: LayerEntry): Omit<FsNode, 'type' | 'nlink' | 'childNames' | 'entry' | 'xattrs' | 'mode'> {
+type NodeFields = Pick<FsNode, 'type' | 'mode' | 'nlink' | 'xattrs'> & Partial<Pick<FsNode, 'size' | 'devMajor' | 'devMinor' | 'linkName' | 'childNames' | 'entry'>>;
+
+/**
+ * Every node is built by this one literal with every field present, so all nodes share one object shape
+ * (spreading shared fields into literals made slow dictionary objects: 45 ms of a 5,700-entry layer's mount).
+ */
+function makeNode(entry: LayerEntry, fields: NodeFields): FsNode {
   return {
     ino: entry.ino,
+    type: fields.type,
+    mode: fields.mode,
     uid: entry.uid,
     gid: entry.gid,
-    size: entry.type === 'reg' ? entry.size : 0,
+    size: fields.size ?? (entry.type === 'reg' ? entry.size : 0),
     mtimeMs: mtimeMs(entry),
-    devMajor: entry.devMajor,
-    devMinor: entry.devMinor,
-    linkName: entry.linkName,
+    nlink: fields.nlink,
+    devMajor: fields.devMajor ?? entry.devMajor,
+    devMinor: fields.devMinor ?? entry.devMinor,
+    linkName: fields.linkName ?? entry.linkName,
+    xattrs: fields.xattrs,
+    childNames: fields.childNames,
+    entry: fields.entry,
   };
 }
 
 function fileNode(entry: LayerEntry): FsNode {
-  return { ...common(entry), type: entry.type, mode: entry.mode, nlink: entry.nlink, xattrs: entry.xattrs, ...(entry.type === 'reg' ? { entry } : {}) };
+  return makeNode(entry, { type: entry.type, mode: entry.mode, nlink: entry.nlink, xattrs: entry.xattrs, entry: entry.type === 'reg' ? entry : undefined });
 }
 
 function directoryNode(dir: LayerEntry, childNames: string[], subdirs: number): FsNode {
   const xattrs = dir.opaque ? new Map([...dir.xattrs, [OPAQUE_XATTR, OPAQUE_VALUE]]) : dir.xattrs;
-  return { ...common(dir), type: 'dir', mode: dir.mode, nlink: 2 + subdirs, xattrs, childNames };
+  return makeNode(dir, { type: 'dir', mode: dir.mode, nlink: 2 + subdirs, xattrs, childNames });
 }
 
 /** An overlayfs whiteout: a character device 0/0 with no permission bits, owned as the marker was. */
 function whiteoutNode(marker: LayerEntry): FsNode {
-  return { ...common(marker), type: 'char', mode: 0, size: 0, devMajor: 0, devMinor: 0, linkName: '', nlink: 1, xattrs: new Map() };
+  return makeNode(marker, { type: 'char', mode: 0, size: 0, devMajor: 0, devMinor: 0, linkName: '', nlink: 1, xattrs: new Map() });
 }

@@ -39,6 +39,14 @@ describe('LayerView', () => {
     expect(view.get('/')!.childNames).toEqual(['both', 'dir', 'opaque']);
   });
 
+  it('lists names in the byte order of their UTF-8, also where UTF-16 order differs (astral vs U+E000..U+FFFF)', () => {
+    const names = ['b', 'a', '\u{1F600}', '\uFF21', '\u00E9', 'B', '\uE000', 'ab'];
+    const { index: unicode } = fakeLayer(names.map((name) => ({ path: name, data: Buffer.from(name) })));
+    const byUtf8 = [...names].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+    expect(byUtf8.indexOf('\uFF21')).toBeLessThan(byUtf8.indexOf('\u{1F600}')); // UTF-16 units sort them the other way
+    expect(new LayerView(unicode).get('/')!.childNames).toEqual(byUtf8);
+  });
+
   it('counts directory links as 2 + subdirectories', () => {
     expect(view.get('/')!.nlink).toBe(4);
     expect(view.get('/dir')!.nlink).toBe(2);
