@@ -151,9 +151,12 @@ export class LazyLayerResolver implements RemoteLayerResolver {
    * time for their prefetch, so the container's first reads hit the cache.
    */
   async beforeUse(layers: readonly LayerInUse[]): Promise<void> {
+    const started = performance.now();
     const mounted = await Promise.all(layers.map((layer) => this.restore(layer)));
     await Promise.all(mounted.map((layer) => this.checkHealth(layer)));
+    const checked = performance.now();
     await this.waitForPrefetch(mounted);
+    this.options.log.debug('remote layers ready for a container', { layers: mounted.length, health_ms: Math.round(checked - started), prefetch_wait_ms: Math.round(performance.now() - checked) });
   }
 
   private async checkHealth(layer: MountedLayer): Promise<void> {
