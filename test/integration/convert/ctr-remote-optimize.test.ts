@@ -6,11 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RegistryClient } from '../../../src/remote/index.js';
-import { startContainerd, type Containerd } from '../../helpers/containerd.js';
+import type { Containerd } from '../../helpers/containerd.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
 import { pushRunnableImage } from '../../helpers/runnable-image.js';
 import { coreutilsLayer, daemonStatus, greetingLayer, layersOf, UNREAD_BYTES } from '../e2e/lazy-stack.js';
-import { buildIfStale, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
+import { buildIfStale, startContainerdWithLazypull, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
 
 const DAEMON_CONFIG = ['[fetch]', 'background = false', 'prefetch_wait_sec = 10', '[registry]', 'hosts_dir = ""'].join('\n');
 const WORKLOAD = ['/bin/cat', '/etc/greeting'];
@@ -23,10 +23,7 @@ beforeAll(async () => {
   await buildIfStale();
   registry = await startRegistry();
   lazypull = await startLazypull([], { config: DAEMON_CONFIG });
-  containerd = await startContainerd({
-    enablePlugins: ['io.containerd.runtime.v1.linux'],
-    extraConfig: ['[proxy_plugins]', '  [proxy_plugins.lazypull]', '    type = "snapshot"', `    address = ${JSON.stringify(lazypull.socket)}`].join('\n'),
-  });
+  containerd = await startContainerdWithLazypull(lazypull);
 }, 180_000);
 
 afterAll(async () => {

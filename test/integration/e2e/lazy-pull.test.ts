@@ -11,14 +11,14 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startContainerd, type Containerd } from '../../helpers/containerd.js';
+import type { Containerd } from '../../helpers/containerd.js';
 import { scrape, type Scrape } from '../../helpers/prometheus.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
 import { coreutilsFiles } from '../../helpers/runnable-image.js';
 import { addSociIndex } from '../../helpers/soci-image.js';
 import { codeOf, snapshotsClient } from '../../unit/snapshot/grpc-client.js';
 import { startTcpRelay, type TcpRelay } from '../fs/proxies.js';
-import { buildIfStale, REPO, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
+import { buildIfStale, REPO, startContainerdWithLazypull, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
 import { coreutilsLayer, daemonStatus, greetingLayer, layersOf, pushViaRelay, type RelayedImage } from './lazy-stack.js';
 
 
@@ -38,10 +38,7 @@ beforeAll(async () => {
   registry = await startRegistry();
   relay = await startTcpRelay(Number(registry.host.split(':')[1]));
   lazypull = await startLazypull([], { config: DAEMON_CONFIG });
-  containerd = await startContainerd({
-    enablePlugins: ['io.containerd.runtime.v1.linux'],
-    extraConfig: ['[proxy_plugins]', '  [proxy_plugins.lazypull]', '    type = "snapshot"', `    address = ${JSON.stringify(lazypull.socket)}`].join('\n'),
-  });
+  containerd = await startContainerdWithLazypull(lazypull);
   workDir = await mkdtemp('/tmp/lpe-');
 }, 180_000);
 

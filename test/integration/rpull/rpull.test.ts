@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chainIds } from '../../../src/containerd/chain-id.js';
 import { parseReference, RegistryClient } from '../../../src/remote/index.js';
-import { CommandError, mountsUnder, run, startContainerd, unmountUnder, type Containerd } from '../../helpers/containerd.js';
+import { CommandError, mountsUnder, run, unmountUnder, type Containerd } from '../../helpers/containerd.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
-import { buildIfStale, REPO, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
+import { buildIfStale, REPO, startContainerdWithLazypull, startLazypull, type LazypullDaemon } from '../snapshot/lazypull-daemon.js';
 import { pushEchoImage, startCountingRelay, type CountingRelay, type PushedImage } from './fixtures.js';
 
 const LAZYPULL = join(REPO, 'bin/lazypull.js');
@@ -30,11 +30,7 @@ beforeAll(async () => {
   await buildIfStale();
   // Background fetch off: the registry's byte count is then what pulling and the workload's reads cost.
   lazypull = await startLazypull([], { config: '[fetch]\nbackground = false\n' });
-  containerd = await startContainerd({
-    // containerd 1.6's task service does not load without the v1 runtime plugin, and `ctr run` needs it.
-    enablePlugins: ['io.containerd.runtime.v1.linux'],
-    extraConfig: ['[proxy_plugins]', '  [proxy_plugins.lazypull]', '    type = "snapshot"', `    address = ${JSON.stringify(lazypull.socket)}`].join('\n'),
-  });
+  containerd = await startContainerdWithLazypull(lazypull);
   registry = await startRegistry();
   relay = await startCountingRelay(Number(registry.host.split(':')[1]));
   workDir = await mkdtemp('/tmp/lpr-');

@@ -11,11 +11,11 @@ import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CommandError, startContainerd, type Containerd } from '../../helpers/containerd.js';
+import { CommandError, type Containerd } from '../../helpers/containerd.js';
 import { goArch } from '../../helpers/oci-image.js';
 import { startRegistry, type TestRegistry } from '../../helpers/registry.js';
 import { codeOf, snapshotsClient } from '../../unit/snapshot/grpc-client.js';
-import { buildIfStale, startLazypull, type LazypullDaemon } from './lazypull-daemon.js';
+import { buildIfStale, startContainerdWithLazypull, startLazypull, type LazypullDaemon } from './lazypull-daemon.js';
 
 let lazypull: LazypullDaemon | undefined;
 let containerd: Containerd | undefined;
@@ -25,11 +25,7 @@ let workDir: string | undefined;
 beforeAll(async () => {
   await buildIfStale();
   lazypull = await startLazypull();
-  containerd = await startContainerd({
-    // containerd 1.6's task service does not load without the v1 runtime plugin, and `ctr run` needs it.
-    enablePlugins: ['io.containerd.runtime.v1.linux'],
-    extraConfig: ['[proxy_plugins]', '  [proxy_plugins.lazypull]', '    type = "snapshot"', `    address = ${JSON.stringify(lazypull.socket)}`].join('\n'),
-  });
+  containerd = await startContainerdWithLazypull(lazypull);
   registry = await startRegistry();
   workDir = await mkdtemp('/tmp/lpw-');
 }, 180_000);

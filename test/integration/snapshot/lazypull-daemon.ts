@@ -9,7 +9,7 @@ import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { unmountUnder } from '../../helpers/containerd.js';
+import { startContainerd, unmountUnder, type Containerd } from '../../helpers/containerd.js';
 
 export const REPO = resolve(fileURLToPath(new URL('.', import.meta.url)), '../../..');
 
@@ -113,4 +113,15 @@ export async function startLazypull(extraArgs: string[] = [], options: StartOpti
     await sleep(50);
   }
   return { dir, root, socket, pid: child.pid as number, log, stop };
+}
+
+/**
+ * containerd with this daemon as its `lazypull` proxy snapshotter, able to run containers (containerd
+ * 1.6's task service does not load without the v1 runtime plugin, and `ctr run` needs it).
+ */
+export function startContainerdWithLazypull(daemon: LazypullDaemon): Promise<Containerd> {
+  return startContainerd({
+    enablePlugins: ['io.containerd.runtime.v1.linux'],
+    extraConfig: ['[proxy_plugins]', '  [proxy_plugins.lazypull]', '    type = "snapshot"', `    address = ${JSON.stringify(daemon.socket)}`].join('\n'),
+  });
 }
