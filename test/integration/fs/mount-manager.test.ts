@@ -45,6 +45,14 @@ let blob: string;
 let digest: string;
 const manager = new MountManager();
 const stalePaths: string[] = [];
+const sources: FileSource[] = [];
+
+/** The blob as a source, closed after the suite (an unclosed handle is closed by GC, with a warning). */
+async function openBlob(): Promise<FileSource> {
+  const source = await openBlob();
+  sources.push(source);
+  return source;
+}
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'lazypull-fs-manager-'));
@@ -57,11 +65,12 @@ beforeAll(async () => {
   blob = join(work, 'layer.blob');
   const written = await convertLayerFile(join(work, 'layer.tar'), blob, { chunkSize: 256 * 1024, prioritizedFiles: ['app/config', 'app/startup.bin'] });
   digest = written.digest;
-  index = await openLayer(await FileSource.open(blob), { expectedTocDigest: written.tocDigest });
+  index = await openLayer(await openBlob(), { expectedTocDigest: written.tocDigest });
 });
 
 afterAll(async () => {
   await manager.shutdown().catch(() => undefined);
+  await Promise.allSettled(sources.map((source) => source.close()));
   for (const path of stalePaths) await forceUnmount(path);
   if (work) await rm(work, { recursive: true, force: true });
 });
@@ -74,7 +83,7 @@ async function newMountpoint(name: string): Promise<string> {
 
 describe('mount-time fetching', () => {
   it('prefetches the landmark region in a few large requests, then fetches the rest in the background', async () => {
-    const source = new CountingSource(await FileSource.open(blob));
+    const source = new CountingSource(await openBlob());
     const cache = new MemoryOnlyChunkCache();
     const mount = await manager.mount({ mountpoint: await newMountpoint('prefetch'), index, source, cache, layerDigest: digest, fetch: { background: false } });
     await mount.whenPrefetched();
@@ -93,7 +102,7 @@ describe('mount-time fetching', () => {
   });
 
   it('fetches the whole layer in the background and reports progress to completion', async () => {
-    const source = new CountingSource(await FileSource.open(blob));
+    const source = new CountingSource(await openBlob());
     const cache = new MemoryOnlyChunkCache();
     const mount = await manager.mount({ mountpoint: await newMountpoint('background'), index, source, cache, layerDigest: digest });
     await mount.whenFetched();
@@ -110,9 +119,9 @@ describe('MountManager', () => {
   it('unmounts everything on shutdown', async () => {
     const mounts = [];
     for (const name of ['s1', 's2']) {
-      mounts.push(await manager.mount({ mountpoint: await newMountpoint(name), index, source: await FileSource.open(blob), cache: new MemoryOnlyChunkCache(), layerDigest: digest, fetch: { background: false, prefetch: false } }));
+      mounts.push(await manager.mount({ mountpoint: await newMountpoint(name), index, source: await openBlob(), cache: new MemoryOnlyChunkCache(), layerDigest: digest, fetch: { background: false, prefetch: false } }));
     }
-    await expect(manager.mount({ mountpoint: mounts[0]!.mountpoint, index, source: await FileSource.open(blob), cache: new MemoryOnlyChunkCache(), layerDigest: digest })).rejects.toThrow(/already mounted/);
+    await expect(manager.mount({ mountpoint: mounts[0]!.mountpoint, index, source: await openBlob(), cache: new MemoryOnlyChunkCache(), layerDigest: digest })).rejects.toThrow(/already mounted/);
     expect(await findLazypullMounts(work)).toEqual(expect.arrayContaining(mounts.map((m) => m.mountpoint)));
     await manager.shutdown();
     for (const m of mounts) expect(await isMounted(m.mountpoint)).toBe(false);
