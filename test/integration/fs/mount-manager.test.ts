@@ -49,7 +49,7 @@ const sources: FileSource[] = [];
 
 /** The blob as a source, closed after the suite (an unclosed handle is closed by GC, with a warning). */
 async function openBlob(): Promise<FileSource> {
-  const source = await openBlob();
+  const source = await FileSource.open(blob);
   sources.push(source);
   return source;
 }
