@@ -27,6 +27,8 @@ export interface DaemonConfig {
     prefetch: boolean;
     /** Without a landmark: prefetch the first this many compressed bytes. */
     prefetchBytes: number;
+    /** A layer of at most this many compressed bytes is prefetched whole (unless it has a range profile). */
+    prefetchWholeLayerBytes: number;
     background: boolean;
     /** A FUSE read that cannot get its bytes within this time answers EIO. */
     readTimeoutSec: number;
@@ -56,7 +58,7 @@ export const DEFAULT_DAEMON_CONFIG: Readonly<DaemonConfig> = Object.freeze<Daemo
   address: '/run/lazypull/lazypull.sock',
   logLevel: 'info',
   layers: { verify: true, resolveTimeoutSec: 30, restoreFailure: 'report' },
-  fetch: { prefetch: true, prefetchBytes: 0, background: true, readTimeoutSec: 30, prefetchWaitSec: 10, prefetchWaitMaxBytes: 128 << 20 },
+  fetch: { prefetch: true, prefetchBytes: 0, prefetchWholeLayerBytes: 8 << 20, background: true, readTimeoutSec: 30, prefetchWaitSec: 10, prefetchWaitMaxBytes: 128 << 20 },
   cache: { dir: '', maxDiskBytes: 10 * 1024 ** 3, maxMemoryBytes: 256 * 1024 ** 2 },
   soci: { enable: true, referrers: false },
   registry: { hostsDir: '/etc/containerd/certs.d' },
@@ -89,6 +91,7 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'layers.restore_failure': { path: 'layers.restoreFailure', check: oneOf(['report', 'fail']), help: 'a remote snapshot that cannot be mounted at start: report it and go on, or fail the start' },
   'fetch.prefetch': { path: 'fetch.prefetch', check: boolean, help: 'fetch the landmark region at mount' },
   'fetch.prefetch_bytes': { path: 'fetch.prefetchBytes', check: count(0), help: 'without a landmark, prefetch this many bytes from the start of the layer' },
+  'fetch.prefetch_whole_layer_bytes': { path: 'fetch.prefetchWholeLayerBytes', check: count(0), help: 'prefetch a layer of at most this many compressed bytes whole at mount (0: off)' },
   'fetch.background': { path: 'fetch.background', check: boolean, help: 'fetch the rest of each layer in the background' },
   'fetch.read_timeout_sec': { path: 'fetch.readTimeoutSec', check: count(1), help: 'a read that cannot get its bytes in this time answers EIO' },
   'fetch.prefetch_wait_sec': { path: 'fetch.prefetchWaitSec', check: count(0), help: 'before a container starts, wait at most this long for its prefetch' },

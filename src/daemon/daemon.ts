@@ -88,7 +88,7 @@ async function assemble(config: DaemonConfig, log: Logger, closers: Closers): Pr
     fetchDeadlineMs: config.fetch.readTimeoutSec * 1000,
     prefetchWaitMs: config.fetch.prefetchWaitSec * 1000,
     prefetchWaitMaxBytes: config.fetch.prefetchWaitMaxBytes,
-    fetch: { prefetch: config.fetch.prefetch, prefetchBytes: config.fetch.prefetchBytes, background: config.fetch.background },
+    fetch: { prefetch: config.fetch.prefetch, prefetchBytes: config.fetch.prefetchBytes, prefetchWholeLayerBytes: config.fetch.prefetchWholeLayerBytes, background: config.fetch.background },
   });
   const core = await Snapshotter.open({ root: config.root, store, remote: resolver, logger: log, restoreFailure: config.layers.restoreFailure });
   metrics.watchLayers(() => resolver.list().map((layer) => ({ layerDigest: layer.digest, progress: layer.mount.progress() })));

@@ -26,6 +26,49 @@ class TimedSource implements RangeSource {
   }
 }
 
+describe('mount-time prefetch of a small layer', () => {
+  const eightMembers = () =>
+    fakeLayer([
+      { path: 'read-first', data: pseudoRandom(4, 3000), chunkSize: 1000 },
+      { path: 'rest', data: pseudoRandom(5, 5000), chunkSize: 1000 },
+    ]);
+
+  function start(layer: ReturnType<typeof fakeLayer>, options: Partial<typeof DEFAULT_BACKGROUND_FETCH>) {
+    const cache = new MemoryOnlyChunkCache();
+    const fetcher = new ChunkFetcher({ index: layer.index, source: new TimedSource(layer.blob), cache, layerDigest: 'sha256:layer', deadlineMs: 5000 });
+    return { cache, fetcher, fetch: new BackgroundFetch(layer.index, fetcher, cache, { ...DEFAULT_BACKGROUND_FETCH, background: false, ...options }) };
+  }
+
+  it('takes the whole layer when it is at most prefetchWholeLayerBytes, beyond the first prefetchBytes', async () => {
+    const layer = eightMembers();
+    const { fetch, fetcher } = start(layer, { prefetchBytes: 1, prefetchWholeLayerBytes: layer.blob.length });
+    await fetch.prefetched;
+    expect(fetch.progress(0).prefetchBytes).toBe(fetch.progress(0).totalBytes);
+    expect(fetcher.counters.fetchedBytes).toBe(fetch.progress(0).totalBytes);
+  });
+
+  it('keeps to the first prefetchBytes for a larger layer, and to the range profile whatever the size', async () => {
+    const layer = eightMembers();
+    const larger = start(layer, { prefetchBytes: 1, prefetchWholeLayerBytes: 1000 });
+    await larger.fetch.prefetched;
+    const region = larger.fetch.progress(0).prefetchBytes;
+    expect(region).toBeGreaterThan(0);
+    expect(region).toBeLessThan(larger.fetch.progress(0).totalBytes / 2);
+    const rest = layer.index.lookup('rest')!.chunks[2]!;
+    const profiled = start(layer, { prefetchWholeLayerBytes: layer.blob.length, prefetchRanges: [{ start: rest.compressedOffset, end: rest.compressedOffset + 1 }] });
+    await profiled.fetch.prefetched;
+    expect(profiled.fetch.progress(0).prefetchBytes).toBe(rest.compressedEnd - rest.compressedOffset);
+  });
+
+  it('is off with prefetch off', async () => {
+    const layer = eightMembers();
+    const { fetch, fetcher } = start(layer, { prefetch: false, prefetchWholeLayerBytes: layer.blob.length });
+    await fetch.prefetched;
+    expect(fetch.progress(0).prefetchBytes).toBe(0);
+    expect(fetcher.counters.fetchedBytes).toBe(0);
+  });
+});
+
 describe('background fetch', () => {
   it('starts only after on-demand reads have left the registry alone for the quiet period, then fetches the rest in small batches', async () => {
     const layer = fakeLayer([{ path: 'file', data: pseudoRandom(3, 8000), chunkSize: 1000 }]);
