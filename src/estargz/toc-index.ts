@@ -248,7 +248,7 @@ function newDir(name: string, ino: number): MutableEntry {
 /**
  * Every entry is built by this one literal, every field present, so all entries share one object shape:
  * spreading attributes into a literal made each entry a slow dictionary object (the distro layer of
- * benchmarks/hello, 5,700 entries, took 160 ms to index instead of 20).
+ * benchmarks/hello, 5,700 entries: 100 ms to index instead of 37 warm, 240 ms to open instead of 135 cold).
  */
 function newEntry(name: string, ino: number, attrs: EntryAttrs, nlink: number): MutableEntry {
   return {
