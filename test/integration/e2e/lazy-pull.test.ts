@@ -84,6 +84,12 @@ describe('lazy pull end to end', () => {
     expect(layers[0]?.format).toBe('estargz');
     expect(layers[0]?.fetched_bytes).toBeGreaterThan(0);
     expect(layers[0]?.fetched_bytes).toBeLessThan(layers[0]?.total_bytes ?? 0);
+    // fetch.prefetch_whole_layer_bytes (8 MiB by default): the small greeting layer came whole at mount,
+    // the large one (no landmark region) not at all.
+    expect(layers[1]?.prefetch_bytes).toBe(layers[1]?.total_bytes);
+    expect(layers[1]?.prefetch_done).toBe(true);
+    expect(layers[0]?.prefetch_bytes).toBe(0);
+    expect((lazypull as LazypullDaemon).log()).toMatch(/msg="layer mounted lazily" .* ms=\d+ index_ms=\d+/);
   });
 
   it('lazypull rpull of an unmodified gzip image with a v2 SOCI index mounts every layer through its zTOC; the container runs after fetching a fraction', async () => {
