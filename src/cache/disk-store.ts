@@ -13,9 +13,9 @@
  * costs one utimes a minute rather than one per read. At open, entries are ordered by mtime.
  */
 import { readdirSync, rmSync, statSync } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, unlink, utimes } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeEntry, encodeEntryHeader, entryFileLength } from './entry-format.js';
+import { ENTRY_HEADER_PROBE_BYTES, blocksMatch, decodeEntry, decodeEntryHeader, encodeEntryHeader, entryFileLength, type EntryHeader } from './entry-format.js';
 import { TEMP_FILE_PREFIX, isEntryName, isShardName, newTempFileName, shardOfEntry } from './entry-names.js';
 
 /** Disk usage is charged in whole filesystem blocks, so a bound holds even for many small chunks. */
@@ -23,6 +23,10 @@ export const DISK_BLOCK_BYTES = 4096;
 /** Parallel unlinks while evicting: libuv has 4 threads, and reads need some of them. */
 const EVICTION_CONCURRENCY = 2;
 const EVICTION_BATCH = 64;
+/** Entries kept open for range reads: a sequential reader moves through one 4 MiB chunk at a time. */
+const OPEN_ENTRY_LIMIT = 16;
+/** A header claiming more block checksums than this (a 4 GiB chunk) is damage, not a chunk. */
+const MAX_HEADER_BYTES = 256 * 1024;
 
 export interface DiskStoreOptions {
   /** The cache root; entries go under `<dir>/entries`. Created when missing. */
@@ -53,6 +57,18 @@ interface FoundEntry {
   mtimeMs: number;
 }
 
+/** An entry file opened for range reads, its header checked once. */
+interface OpenEntry {
+  handle: FileHandle;
+  header: EntryHeader;
+  /** Range reads in progress; the handle is closed only at 0. */
+  readers: number;
+  /** Evicted, removed or pushed out of the open set: close once the last reader is done. */
+  retired: boolean;
+}
+
+class DamagedEntryError extends Error {}
+
 export interface DiskStoreCounters {
   evictions: number;
   corruptEntries: number;
@@ -71,6 +87,8 @@ export class DiskStore {
   private readonly pendingRemovals = new Map<string, Promise<void>>();
   private readonly pendingTouches = new Set<Promise<void>>();
   private readonly readyShards = new Set<string>();
+  /** Recently range-read entries, least recently used first. */
+  private readonly openEntries = new Map<string, Promise<OpenEntry>>();
   private evictionRun: Promise<void> | undefined;
   private closed = false;
   readonly counters: DiskStoreCounters = { evictions: 0, corruptEntries: 0, orphanedTempFilesRemoved: 0 };
@@ -141,6 +159,85 @@ export class DiskStore {
     return check.data;
   }
 
+  /**
+   * Copies data bytes [offset, offset + length) of an entry into `target` at `targetOffset`, reading and
+   * checking only the 64 KiB blocks they fall in. False when the entry is absent or damaged (a damaged
+   * entry is deleted). Block-aligned ranges are read straight into `target`; its bytes in that span are
+   * undefined after a false.
+   */
+  async readRange(key: string, name: string, offset: number, length: number, target: Buffer, targetOffset: number): Promise<boolean> {
+    if (!this.index.has(name)) return false;
+    if (this.options.verifyDigestOnRead) return this.readRangeOfWholeEntry(key, name, offset, length, target, targetOffset);
+    let entry: OpenEntry;
+    try {
+      entry = await this.openEntry(key, name);
+    } catch (error) {
+      return this.failedRangeRead(name, error);
+    }
+    entry.readers++;
+    try {
+      await readVerifiedRange(entry, offset, length, target, targetOffset);
+      this.touch(name);
+      return true;
+    } catch (error) {
+      return this.failedRangeRead(name, error);
+    } finally {
+      entry.readers--;
+      if (entry.retired && entry.readers === 0) void entry.handle.close().catch(() => undefined);
+    }
+  }
+
+  /** A digest covers the whole chunk: re-hashing it means reading all of it. */
+  private async readRangeOfWholeEntry(key: string, name: string, offset: number, length: number, target: Buffer, targetOffset: number): Promise<boolean> {
+    const data = await this.read(key, name);
+    if (data === undefined) return false;
+    if (offset < 0 || length < 0 || offset + length > data.length) throw new RangeError(`range ${offset}+${length} outside ${data.length} data bytes`);
+    data.copy(target, targetOffset, offset, offset + length);
+    return true;
+  }
+
+  private async failedRangeRead(name: string, error: unknown): Promise<boolean> {
+    if (isMissingFile(error)) {
+      this.forget(name);
+      return false;
+    }
+    if (!(error instanceof DamagedEntryError)) throw error;
+    this.counters.corruptEntries++;
+    this.options.onCorruptEntry?.(name, error.message);
+    await this.remove(name);
+    return false;
+  }
+
+  private openEntry(key: string, name: string): Promise<OpenEntry> {
+    const open = this.openEntries.get(name);
+    if (open !== undefined) {
+      this.openEntries.delete(name);
+      this.openEntries.set(name, open);
+      return open;
+    }
+    const opening = openEntryFile(this.entryPath(name), key);
+    this.openEntries.set(name, opening);
+    opening.catch(() => {
+      if (this.openEntries.get(name) === opening) this.openEntries.delete(name);
+    });
+    while (this.openEntries.size > OPEN_ENTRY_LIMIT) this.retireOpenEntry(this.openEntries.keys().next().value as string);
+    return opening;
+  }
+
+  /** Drops an entry from the open set; its handle closes once no range read uses it. */
+  private retireOpenEntry(name: string): void {
+    const open = this.openEntries.get(name);
+    if (open === undefined) return;
+    this.openEntries.delete(name);
+    void open.then(
+      (entry) => {
+        entry.retired = true;
+        if (entry.readers === 0) return entry.handle.close();
+      },
+      () => undefined,
+    ).catch(() => undefined);
+  }
+
   /** Stores an entry unless it is already there; concurrent writes of one name share one file write. */
   write(key: string, name: string, data: Uint8Array): Promise<void> {
     this.assertOpen();
@@ -175,6 +272,7 @@ export class DiskStore {
     await Promise.allSettled([...this.pendingWrites.values()]);
     await this.evictionSettled();
     await Promise.allSettled([...this.pendingRemovals.values(), ...this.pendingTouches]);
+    for (const name of [...this.openEntries.keys()]) this.retireOpenEntry(name);
   }
 
   private async writeEntry(key: string, name: string, data: Uint8Array): Promise<void> {
@@ -235,6 +333,7 @@ export class DiskStore {
   }
 
   private forget(name: string): boolean {
+    this.retireOpenEntry(name);
     const entry = this.index.get(name);
     if (entry === undefined) return false;
     this.index.delete(name);
@@ -337,6 +436,51 @@ async function readWholeFile(path: string): Promise<Buffer> {
   } finally {
     await handle.close();
   }
+}
+
+async function openEntryFile(path: string, key: string): Promise<OpenEntry> {
+  const handle = await open(path, 'r');
+  try {
+    return { handle, header: await readEntryHeader(handle, key), readers: 0, retired: false };
+  } catch (error) {
+    await handle.close();
+    throw error;
+  }
+}
+
+async function readEntryHeader(handle: FileHandle, key: string): Promise<EntryHeader> {
+  let head = await readAt(handle, 0, ENTRY_HEADER_PROBE_BYTES);
+  let check = decodeEntryHeader(head, key);
+  if (!check.ok && check.needBytes !== undefined && check.needBytes > head.length && head.length === ENTRY_HEADER_PROBE_BYTES) {
+    if (check.needBytes > MAX_HEADER_BYTES) throw new DamagedEntryError(`header of ${check.needBytes} bytes`);
+    head = await readAt(handle, 0, check.needBytes);
+    check = decodeEntryHeader(head, key);
+  }
+  if (!check.ok) throw new DamagedEntryError(check.reason);
+  return check.header;
+}
+
+/** Reads the blocks covering [offset, offset + length) of the entry's data and checks them. */
+async function readVerifiedRange(entry: OpenEntry, offset: number, length: number, target: Buffer, targetOffset: number): Promise<void> {
+  const { header } = entry;
+  const end = offset + length;
+  if (offset < 0 || length < 0 || end > header.dataLength) throw new RangeError(`range ${offset}+${length} outside ${header.dataLength} data bytes`);
+  if (length === 0) return;
+  const firstBlock = Math.floor(offset / header.blockBytes);
+  const spanStart = firstBlock * header.blockBytes;
+  const spanEnd = Math.min(header.dataLength, Math.ceil(end / header.blockBytes) * header.blockBytes);
+  const direct = spanStart === offset && spanEnd === end;
+  const span = direct ? target.subarray(targetOffset, targetOffset + length) : Buffer.allocUnsafe(spanEnd - spanStart);
+  const { bytesRead } = await entry.handle.read(span, 0, span.length, header.dataStart + spanStart);
+  if (bytesRead !== span.length) throw new DamagedEntryError(`file ends ${span.length - bytesRead} bytes early`);
+  if (!blocksMatch(header, firstBlock, span)) throw new DamagedEntryError('data checksum mismatch');
+  if (!direct) span.copy(target, targetOffset, offset - spanStart, end - spanStart);
+}
+
+async function readAt(handle: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(length);
+  const { bytesRead } = await handle.read(buffer, 0, length, position);
+  return buffer.subarray(0, bytesRead);
 }
 
 function isMissingFile(error: unknown): boolean {

@@ -1,4 +1,4 @@
-import type { ChunkCache } from './chunk-cache.js';
+import { copyRange, type ChunkCache } from './chunk-cache.js';
 import { MemoryTier } from './memory-tier.js';
 import { PinCounts } from './pins.js';
 import type { DetailedChunkCacheStats } from './stats.js';
@@ -29,6 +29,13 @@ export class MemoryOnlyChunkCache implements ChunkCache {
     if (data === undefined) this.misses++;
     else this.hits.memory++;
     return data;
+  }
+
+  async readRange(key: string, offset: number, length: number, target: Buffer, targetOffset: number): Promise<boolean> {
+    const data = await this.get(key);
+    if (data === undefined) return false;
+    copyRange(data, offset, length, target, targetOffset);
+    return true;
   }
 
   async put(key: string, data: Buffer): Promise<void> {

@@ -1,4 +1,4 @@
-import type { ChunkCache } from './chunk-cache.js';
+import { copyRange, type ChunkCache } from './chunk-cache.js';
 import { DiskStore } from './disk-store.js';
 import { entryNameForKey } from './entry-names.js';
 import { DEFAULT_MAX_MEMORY_BYTES } from './memory-only-chunk-cache.js';
@@ -74,14 +74,9 @@ export class TieredChunkCache implements ChunkCache {
   ) {}
 
   async get(key: string): Promise<Buffer | undefined> {
-    this.assertOpen();
     const name = entryNameForKey(key);
-    const cached = this.memory.get(key);
-    if (cached !== undefined) {
-      this.hits.memory++;
-      this.disk.touch(name);
-      return cached;
-    }
+    const cached = this.memoryHit(key, name);
+    if (cached !== undefined) return cached;
     const data = await this.readFromDisk(key, name);
     if (data === undefined) {
       this.misses++;
@@ -90,6 +85,35 @@ export class TieredChunkCache implements ChunkCache {
     this.hits.disk++;
     this.memory.set(key, data);
     return data;
+  }
+
+  async readRange(key: string, offset: number, length: number, target: Buffer, targetOffset: number): Promise<boolean> {
+    const name = entryNameForKey(key);
+    const cached = this.memoryHit(key, name);
+    if (cached !== undefined) {
+      copyRange(cached, offset, length, target, targetOffset);
+      return true;
+    }
+    let found = false;
+    try {
+      found = await this.disk.readRange(key, name, offset, length, target, targetOffset);
+    } catch (error) {
+      this.diskReadErrors++;
+      this.onError?.(error);
+    }
+    if (found) this.hits.disk++;
+    else this.misses++;
+    return found;
+  }
+
+  /** The chunk from the memory tier, counted as a hit and marked used on disk too. */
+  private memoryHit(key: string, name: string): Buffer | undefined {
+    this.assertOpen();
+    const cached = this.memory.get(key);
+    if (cached === undefined) return undefined;
+    this.hits.memory++;
+    this.disk.touch(name);
+    return cached;
   }
 
   async put(key: string, data: Buffer): Promise<void> {

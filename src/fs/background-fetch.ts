@@ -1,4 +1,3 @@
-import type { ChunkCache } from '../cache/chunk-cache.js';
 import type { ChunkRef, LayerIndex } from '../layer/layer-index.js';
 import { overlapsAny, type ByteRange } from '../layer/prefetch-ranges.js';
 import type { ChunkFetcher, FetchPriority } from './chunk-fetcher.js';
@@ -84,7 +83,6 @@ export class BackgroundFetch {
   constructor(
     index: LayerIndex,
     private readonly fetcher: ChunkFetcher,
-    private readonly cache: ChunkCache,
     private readonly options: BackgroundFetchOptions,
   ) {
     const all = distinctChunks(index, fetcher);
@@ -139,8 +137,7 @@ export class BackgroundFetch {
   private async fetchWithRetry(batch: Batch, priority: FetchPriority): Promise<void> {
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
-        const missing = await this.missing(batch.chunks);
-        if (missing.length > 0) await this.fetcher.getChunks(missing, priority);
+        await this.fetcher.fetchMissing(batch.chunks, priority);
         await this.fetcher.writesSettled();
         this.completed += batch.bytes;
         return;
@@ -150,11 +147,6 @@ export class BackgroundFetch {
         await sleep(this.options.retryDelayMs * 2 ** Math.min(attempt, 5));
       }
     }
-  }
-
-  private async missing(chunks: ChunkRef[]): Promise<ChunkRef[]> {
-    const present = await Promise.all(chunks.map((c) => this.cache.has(this.fetcher.keyOf(c)).catch(() => false)));
-    return chunks.filter((_, i) => !present[i]);
   }
 }
 

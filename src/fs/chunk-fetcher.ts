@@ -75,10 +75,32 @@ export class ChunkFetcher {
     return this.foregroundActive;
   }
 
-  /** The bytes of each slice, in order. */
-  async readSlices(slices: readonly ChunkSlice[]): Promise<Buffer[]> {
-    const chunks = await this.getChunks(slices.map((s) => s.chunk), 'foreground');
-    return slices.map((s, i) => chunks[i]!.subarray(s.start, s.end));
+  /**
+   * Fills `target` with the bytes of the slices, in order, and returns how many that is. Cached chunks are
+   * copied from the cache, where a disk hit reads only the blocks a slice covers (a 128 KiB FUSE read of a
+   * cached 4 MiB chunk costs one 128 KiB pread, not a 4 MiB read into the heap); the rest are fetched.
+   */
+  async readInto(slices: readonly ChunkSlice[], target: Buffer): Promise<number> {
+    const offsets: number[] = [];
+    let total = 0;
+    for (const slice of slices) {
+      offsets.push(total);
+      total += slice.end - slice.start;
+    }
+    const copied = await Promise.all(slices.map((slice, i) => this.copyCached(slice, target, offsets[i]!)));
+    const missing = slices.flatMap((slice, i) => (copied[i] ? [] : [{ slice, at: offsets[i]! }]));
+    if (missing.length > 0) {
+      const chunks = await this.getChunks(missing.map((m) => m.slice.chunk), 'foreground');
+      missing.forEach(({ slice, at }, i) => chunks[i]!.copy(target, at, slice.start, slice.end));
+    }
+    return total;
+  }
+
+  /** Fetches those of the chunks the cache does not hold yet (prefetch, read-ahead); cached ones stay unread. */
+  async fetchMissing(chunks: readonly ChunkRef[], priority: FetchPriority): Promise<void> {
+    const present = await Promise.all(chunks.map((c) => c.encoding === 'zeros' || this.options.cache.has(this.keyOf(c)).catch(() => false)));
+    const missing = chunks.filter((_, i) => !present[i]);
+    if (missing.length > 0) await this.getChunks(missing, priority);
   }
 
   /** Whole chunks, verified; foreground calls are bounded by the deadline. */
@@ -130,6 +152,19 @@ export class ChunkFetcher {
     const waiters = this.idleWaiters;
     this.idleWaiters = [];
     for (const wake of waiters) wake();
+  }
+
+  private async copyCached(slice: ChunkSlice, target: Buffer, targetOffset: number): Promise<boolean> {
+    const length = slice.end - slice.start;
+    if (slice.chunk.encoding === 'zeros') {
+      target.fill(0, targetOffset, targetOffset + length);
+      return true;
+    }
+    try {
+      return await this.options.cache.readRange(this.keyOf(slice.chunk), slice.start, length, target, targetOffset);
+    } catch {
+      return false; // a cache failure is a miss: the source still has the bytes
+    }
   }
 
   private async load(chunks: readonly ChunkRef[], signal: AbortSignal | undefined): Promise<Buffer[]> {

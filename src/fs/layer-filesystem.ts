@@ -129,10 +129,8 @@ export class LayerFilesystem {
     if (entry === undefined) return cb(node === undefined ? Errno.EBADF : Errno.EINVAL);
     if (pos >= entry.size || len === 0) return cb(0);
     const slices = this.index.plan(entry, pos, len);
-    this.fetcher.readSlices(slices).then(
-      (parts) => {
-        let copied = 0;
-        for (const part of parts) copied += part.copy(buf, copied);
+    this.fetcher.readInto(slices, buf).then(
+      (copied) => {
         this.bytesServed += copied;
         cb(copied);
         const ahead = file?.readAhead.next(pos, copied, entry.size);
@@ -148,7 +146,8 @@ export class LayerFilesystem {
   /** Fetches what a sequential reader will ask for next; failures surface when it does. */
   private prefetchAhead(entry: NonNullable<FsNode['entry']>, offset: number, length: number): void {
     const chunks = this.index.plan(entry, offset, length).map((s) => s.chunk);
-    if (chunks.length > 0) this.fetcher.getChunks(chunks, 'foreground').catch(() => undefined);
+    // Chunks already cached are left alone: reading them ahead would only load them into the heap.
+    if (chunks.length > 0) this.fetcher.fetchMissing(chunks, 'foreground').catch(() => undefined);
   }
 
   private statfs(): FuseStatfs {

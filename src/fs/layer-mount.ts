@@ -87,7 +87,7 @@ export class LayerMount {
       fsname: `${fsName(options.layerDigest)},ro,use_ino,negative_timeout=${kernelCache}`,
       subtype: FUSE_SUBTYPE,
     });
-    const backgroundFetch = new BackgroundFetch(options.index, fetcher, options.cache, { ...DEFAULT_BACKGROUND_FETCH, ...options.fetch });
+    const backgroundFetch = new BackgroundFetch(options.index, fetcher, { ...DEFAULT_BACKGROUND_FETCH, ...options.fetch });
     return new LayerMount(options.mountpoint, options.layerDigest, fuse, filesystem, fetcher, backgroundFetch);
   }
 

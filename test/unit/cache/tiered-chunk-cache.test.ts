@@ -201,6 +201,94 @@ describe('tiered chunk cache: bounds and eviction', () => {
   });
 });
 
+describe('tiered chunk cache: range reads', () => {
+  const BLOCK = 64 * 1024;
+
+  async function diskOnly(chunks: TestChunk[], options: Partial<ChunkCacheOptions> = {}): Promise<{ dir: string; cache: TieredChunkCache }> {
+    const dir = await makeTempDir();
+    const writer = await openCache(dir, NO_MEMORY);
+    for (const chunk of chunks) await writer.put(chunk.key, chunk.data);
+    return { dir, cache: await reopen(writer, dir, { ...NO_MEMORY, ...options }) };
+  }
+
+  it('copies block-aligned and unaligned ranges from disk into the target without loading the chunk into memory', async () => {
+    const chunk = digestChunk(21, 4 * BLOCK + 1000);
+    const { cache } = await diskOnly([chunk]);
+    const ranges: Array<[number, number]> = [
+      [0, 2 * BLOCK], // aligned: read straight into the target
+      [BLOCK, 3 * BLOCK + 1000], // aligned, up to the end of the data
+      [100, 10], // inside one block
+      [BLOCK - 7, 2 * BLOCK + 14], // crosses three blocks
+      [4 * BLOCK + 999, 1], // the last byte
+      [0, 0],
+    ];
+    for (const [offset, length] of ranges) {
+      const target = Buffer.alloc(length + 8, 0xee);
+      expect(await cache.readRange(chunk.key, offset, length, target, 5)).toBe(true);
+      expect(target.subarray(5, 5 + length).equals(chunk.data.subarray(offset, offset + length)), `${offset}+${length}`).toBe(true);
+      expect(target.subarray(0, 5).every((b) => b === 0xee) && target.subarray(5 + length).every((b) => b === 0xee)).toBe(true);
+    }
+    expect(cache.stats()).toMatchObject({ memoryBytes: 0, hits: { memory: 0, disk: ranges.length }, misses: 0 });
+  });
+
+  it('answers from memory when the chunk is there, and misses what neither tier has', async () => {
+    const chunk = digestChunk(22, 5000);
+    const cache = await openCache(await makeTempDir());
+    await cache.put(chunk.key, chunk.data);
+    const target = Buffer.alloc(100);
+    expect(await cache.readRange(chunk.key, 4900, 100, target, 0)).toBe(true);
+    expect(target.equals(chunk.data.subarray(4900))).toBe(true);
+    expect(await cache.readRange(digestChunk(23, 10).key, 0, 10, target, 0)).toBe(false);
+    expect(cache.stats()).toMatchObject({ hits: { memory: 1, disk: 0 }, misses: 1 });
+  });
+
+  it('checks the blocks it reads: a flipped byte in one is a miss that deletes the entry', async () => {
+    const chunk = digestChunk(24, 3 * BLOCK);
+    const { dir, cache } = await diskOnly([chunk]);
+    expect(await cache.readRange(chunk.key, 0, 100, Buffer.alloc(100), 0)).toBe(true); // opens the entry
+    await flipByte(entryPath(dir, chunk.key), -BLOCK - 10); // in the second block, under the open handle
+    expect(await cache.readRange(chunk.key, 2 * BLOCK, BLOCK, Buffer.alloc(BLOCK), 0)).toBe(true); // third block intact
+    expect(await cache.readRange(chunk.key, BLOCK, 10, Buffer.alloc(10), 0)).toBe(false);
+    expect(await exists(entryPath(dir, chunk.key))).toBe(false);
+    expect(cache.stats()).toMatchObject({ corruptEntries: 1, diskEntries: 0 });
+    expect(await cache.readRange(chunk.key, 0, 100, Buffer.alloc(100), 0)).toBe(false);
+  });
+
+  it('reads a whole multi-block entry only when every block checks out', async () => {
+    const chunk = digestChunk(25, 5 * BLOCK);
+    const { dir, cache } = await diskOnly([chunk]);
+    await flipByte(entryPath(dir, chunk.key), -3 * BLOCK);
+    expect(await cache.get(chunk.key)).toBeUndefined();
+    expect(cache.stats().corruptEntries).toBe(1);
+  });
+
+  it('re-hashes the whole chunk for a range read when digests are verified on read', async () => {
+    const wrong = { key: digestKeyOf(Buffer.from('the real chunk')), data: Buffer.from('something else') };
+    const { cache: trusting } = await diskOnly([wrong]);
+    expect(await trusting.readRange(wrong.key, 0, 4, Buffer.alloc(4), 0)).toBe(true);
+    const { cache: verifying } = await diskOnly([wrong], { verifyDigestOnRead: true });
+    expect(await verifying.readRange(wrong.key, 0, 4, Buffer.alloc(4), 0)).toBe(false);
+    expect(verifying.stats().corruptEntries).toBe(1);
+  });
+
+  it('keeps reading correctly across more entries than it holds open, and misses evicted ones', async () => {
+    const chunks = Array.from({ length: 40 }, (_, i) => digestChunk(100 + i, 8000));
+    const { cache } = await diskOnly(chunks, { maxDiskBytes: 40 * FOOTPRINT });
+    for (let round = 0; round < 2; round++) {
+      for (const chunk of chunks) {
+        const target = Buffer.alloc(50);
+        expect(await cache.readRange(chunk.key, 7000, 50, target, 0)).toBe(true);
+        expect(target.equals(chunk.data.subarray(7000, 7050))).toBe(true);
+      }
+    }
+    await cache.put(digestChunk(999, 8000).key, digestChunk(999, 8000).data); // over the bound: evicts the oldest batch
+    await cache.evictionSettled();
+    const evicted = chunks[0]!; // the least recently read
+    expect(await cache.has(evicted.key)).toBe(false);
+    expect(await cache.readRange(evicted.key, 0, 10, Buffer.alloc(10), 0)).toBe(false);
+  });
+});
+
 describe('tiered chunk cache: damage and crashes', () => {
   const damages: Array<[string, (path: string) => Promise<void>]> = [
     ['truncated by one byte', async (path) => truncate(path, (await stat(path)).size - 1)],

@@ -36,7 +36,7 @@ describe('mount-time prefetch of a small layer', () => {
   function start(layer: ReturnType<typeof fakeLayer>, options: Partial<typeof DEFAULT_BACKGROUND_FETCH>) {
     const cache = new MemoryOnlyChunkCache();
     const fetcher = new ChunkFetcher({ index: layer.index, source: new TimedSource(layer.blob), cache, layerDigest: 'sha256:layer', deadlineMs: 5000 });
-    return { cache, fetcher, fetch: new BackgroundFetch(layer.index, fetcher, cache, { ...DEFAULT_BACKGROUND_FETCH, background: false, ...options }) };
+    return { cache, fetcher, fetch: new BackgroundFetch(layer.index, fetcher, { ...DEFAULT_BACKGROUND_FETCH, background: false, ...options }) };
   }
 
   it('takes the whole layer when it is at most prefetchWholeLayerBytes, beyond the first prefetchBytes', async () => {
@@ -77,9 +77,9 @@ describe('background fetch', () => {
     const fetcher = new ChunkFetcher({ index: layer.index, source, cache, layerDigest: 'sha256:layer', deadlineMs: 5000 });
     const file = layer.index.lookup('file')!;
     const quietMs = 300;
-    const background = new BackgroundFetch(layer.index, fetcher, cache, { ...DEFAULT_BACKGROUND_FETCH, prefetch: false, quietMs, backgroundBatchBytes: 2500 });
+    const background = new BackgroundFetch(layer.index, fetcher, { ...DEFAULT_BACKGROUND_FETCH, prefetch: false, quietMs, backgroundBatchBytes: 2500 });
     await new Promise((r) => setTimeout(r, 150));
-    await fetcher.readSlices(layer.index.plan(file, 0, 100));
+    await fetcher.readInto(layer.index.plan(file, 0, 100), Buffer.alloc(100));
     const readAt = performance.now();
     expect(source.requestTimes).toHaveLength(1);
     await background.finished;

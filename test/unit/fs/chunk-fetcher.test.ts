@@ -49,8 +49,9 @@ function setup(deadlineMs = 2000) {
 describe('ChunkFetcher', () => {
   it('fetches all chunks one read needs in one coalesced request and returns exactly the requested bytes', async () => {
     const { data, layer, source, fetcher, file } = setup();
-    const parts = await fetcher.readSlices(layer.index.plan(file, 1500, 2000));
-    expect(Buffer.concat(parts).equals(data.subarray(1500, 3500))).toBe(true);
+    const target = Buffer.alloc(2100);
+    expect(await fetcher.readInto(layer.index.plan(file, 1500, 2000), target)).toBe(2000);
+    expect(target.subarray(0, 2000).equals(data.subarray(1500, 3500))).toBe(true);
     expect(source.readRangesCalls).toHaveLength(1);
     expect(source.readRangesCalls[0]).toHaveLength(3);
   });
@@ -70,6 +71,33 @@ describe('ChunkFetcher', () => {
     const before = source.readRangesCalls.length;
     await fetcher.getChunks(file.chunks, 'foreground');
     expect(source.readRangesCalls.length).toBe(before);
+  });
+
+  it('copies cached slices through the cache range read and fetches only the chunks it lacks', async () => {
+    const { data, layer, source, cache, fetcher, file } = setup();
+    await fetcher.getChunks([file.chunks[1]!, file.chunks[3]!], 'foreground');
+    const ranges: number[] = [];
+    const readRange = cache.readRange.bind(cache);
+    cache.readRange = async (key, offset, length, target, at) => (ranges.push(length), readRange(key, offset, length, target, at));
+    const target = Buffer.alloc(4000);
+    expect(await fetcher.readInto(layer.index.plan(file, 500, 4000), target)).toBe(4000);
+    expect(target.equals(data.subarray(500, 4500))).toBe(true);
+    // every slice asked the cache for just its bytes; chunks 0, 2 and 4 were missing and came in one request
+    expect(ranges).toEqual([500, 1000, 1000, 1000, 500]);
+    expect(source.readRangesCalls.at(-1)!.map((r) => r.start)).toEqual([0, 2, 4].map((i) => file.chunks[i]!.compressedOffset));
+    expect(fetcher.counters.decodedChunks).toBe(5);
+  });
+
+  it('fetches ahead only the chunks the cache lacks, without reading the cached ones', async () => {
+    const { source, cache, fetcher, file } = setup();
+    await fetcher.getChunks([file.chunks[0]!], 'foreground');
+    const before = source.readRangesCalls.length;
+    const get = cache.get.bind(cache);
+    let gets = 0;
+    cache.get = async (key) => (gets++, get(key));
+    await fetcher.fetchMissing(file.chunks.slice(0, 2), 'foreground');
+    expect(source.readRangesCalls.slice(before)).toEqual([[{ start: file.chunks[1]!.compressedOffset, length: file.chunks[1]!.compressedEnd - file.chunks[1]!.compressedOffset }]]);
+    expect(gets).toBe(1); // the missing chunk's lookup before fetching; the cached one is never read
   });
 
   it('rejects bytes that do not match the chunk digest and caches nothing, then recovers', async () => {
