@@ -3,11 +3,13 @@
  * to docker-registry on 127.0.0.1 and mounted; the same tree extracted to the local disk (ext4) is the
  * reference. Prints one table: find+stat, cat of every small file, sequential read of the large file
  * (cold from the registry, warm from the disk cache with the page cache dropped, hot from the page
- * cache), 4 KiB random reads; ratios to ext4; bytes fetched from the registry / bytes read.
+ * cache), 4 KiB random reads (of the large file in 4 MiB chunks, and of a smaller file the converter cut
+ * into 4 KiB chunks); ratios to ext4; bytes fetched from the registry / bytes read.
  *
  * Run: npx vite-node benchmarks/fs/main.ts
  * Env: FS_BENCH_FILES (small files, default 20000), FS_BENCH_BIG_MIB (large file, default 1024),
- *      FS_BENCH_RANDOM_READS (default 5000), FS_BENCH_METRICS=1 (every FUSE operation reported to the
+ *      FS_BENCH_RANDOM_READS (default 5000), FS_BENCH_SMALL_CHUNK_MIB (the file in 4 KiB chunks, default
+ *      64), FS_BENCH_METRICS=1 (every FUSE operation reported to the
  *      daemon's metrics, to measure what that costs). Needs root (drop_caches, FUSE).
  */
 import { execFile } from 'node:child_process';
@@ -31,6 +33,10 @@ const execFileAsync = promisify(execFile);
 const FILES = Number(process.env.FS_BENCH_FILES ?? 20_000);
 const BIG_MIB = Number(process.env.FS_BENCH_BIG_MIB ?? 1024);
 const RANDOM_READS = Number(process.env.FS_BENCH_RANDOM_READS ?? 5000);
+const SMALL_CHUNK_MIB = Number(process.env.FS_BENCH_SMALL_CHUNK_MIB ?? 64);
+/** A chunk per page: a random 4 KiB read then needs one chunk, where a 4 MiB chunk makes it fetch ~1000x. */
+const SMALL_CHUNK_BYTES = 4096;
+const SMALL_CHUNK_FILE = 'random.bin';
 const MiB = 1024 * 1024;
 
 interface Row {
@@ -53,16 +59,16 @@ const dropCaches = () => writeFile('/proc/sys/vm/drop_caches', '3');
 const findStat = (dir: string) => timed('sh', ['-c', `find "$1" -printf '%s %m %U %T@\\n' > /dev/null`, 'sh', dir]);
 const catSmall = (dir: string) => timed('sh', ['-c', `find "$1/small" -type f -print0 | xargs -0 cat > /dev/null`, 'sh', dir]);
 const readBig = (dir: string) => timed('dd', [`if=${join(dir, 'big.bin')}`, 'of=/dev/null', 'bs=1M']);
-const randomReads = (dir: string) =>
+const randomReads = (dir: string, file = 'big.bin') =>
   timed('python3', [
     '-c',
     'import os,random,sys\nfd=os.open(sys.argv[1],os.O_RDONLY)\nsize=os.fstat(fd).st_size\nr=random.Random(7)\nfor _ in range(int(sys.argv[2])): os.pread(fd,4096,r.randrange(0,size-4096)//4096*4096)',
-    join(dir, 'big.bin'),
+    join(dir, file),
     String(RANDOM_READS),
   ]);
 
 async function buildTree(dir: string): Promise<string[]> {
-  const members = ['small', 'big.bin'];
+  const members = ['small', 'big.bin', SMALL_CHUNK_FILE];
   for (let d = 0; d < Math.ceil(FILES / 1000); d++) {
     await mkdir(join(dir, 'small', `d${d}`), { recursive: true });
     members.push(`small/d${d}`);
@@ -75,6 +81,9 @@ async function buildTree(dir: string): Promise<string[]> {
   const big = await open(join(dir, 'big.bin'), 'w');
   for (let i = 0; i < BIG_MIB; i++) await big.write(pseudoRandom(1_000_000 + i, MiB));
   await big.close();
+  const smallChunked = await open(join(dir, SMALL_CHUNK_FILE), 'w');
+  for (let i = 0; i < SMALL_CHUNK_MIB; i++) await smallChunked.write(pseudoRandom(2_000_000 + i, MiB));
+  await smallChunked.close();
   return members;
 }
 
@@ -98,7 +107,9 @@ async function main(): Promise<void> {
     await mkdir(ext4);
     await extractTar(join(work, 'layer.tar'), ext4);
     console.error('converting and pushing...');
-    const written = await convertLayerFile(join(work, 'layer.tar'), join(work, 'layer.blob'));
+    const written = await convertLayerFile(join(work, 'layer.tar'), join(work, 'layer.blob'), {
+      chunkSizeFor: (name) => (name === SMALL_CHUNK_FILE ? SMALL_CHUNK_BYTES : undefined),
+    });
     await rm(join(work, 'layer.tar'));
     await registry.pushBlob('bench/fs', await readFile(join(work, 'layer.blob')));
     const source = await client.openBlob(parseReference(`${registry.host}/bench/fs:latest`), { digest: written.digest, size: written.size });
@@ -128,6 +139,8 @@ async function main(): Promise<void> {
     const ext4BigHot = await readBig(ext4);
     await dropCaches();
     const ext4Random = await randomReads(ext4);
+    await dropCaches();
+    const ext4RandomSmallChunks = await randomReads(ext4, SMALL_CHUNK_FILE);
 
     let m = await mountFresh();
     rows.push({ name: 'find+stat, first', seconds: await findStat(m.mountpoint), ext4Seconds: ext4Find, unit: 'entries/s', amount: index.entries.size });
@@ -155,6 +168,9 @@ async function main(): Promise<void> {
     before = snapshot(m);
     rows.push({ name: `${RANDOM_READS} random 4 KiB reads, cold (registry)`, seconds: await randomReads(m.mountpoint), ext4Seconds: ext4Random, unit: 'reads/s', amount: RANDOM_READS, fetchedPerRead: fetchedPerRead(m, before) });
     rows.push({ name: `${RANDOM_READS} random 4 KiB reads, repeated`, seconds: await randomReads(m.mountpoint), ext4Seconds: ext4Random, unit: 'reads/s', amount: RANDOM_READS });
+    before = snapshot(m);
+    const smallChunkSeconds = await randomReads(m.mountpoint, SMALL_CHUNK_FILE);
+    rows.push({ name: `${RANDOM_READS} random 4 KiB reads, ${SMALL_CHUNK_MIB} MiB file in 4 KiB chunks, cold (registry)`, seconds: smallChunkSeconds, ext4Seconds: ext4RandomSmallChunks, unit: 'reads/s', amount: RANDOM_READS, fetchedPerRead: fetchedPerRead(m, before) });
     await manager.unmount(m.mountpoint);
 
     console.log(`| workload | lazypull | ext4 | ext4 time / lazypull time | fetched / read |`);
