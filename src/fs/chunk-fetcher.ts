@@ -79,6 +79,8 @@ export class ChunkFetcher {
    * Fills `target` with the bytes of the slices, in order, and returns how many that is. Cached chunks are
    * copied from the cache, where a disk hit reads only the blocks a slice covers (a 128 KiB FUSE read of a
    * cached 4 MiB chunk costs one 128 KiB pread, not a 4 MiB read into the heap); the rest are fetched.
+   * The deadline bounds only the fetching: a cache read may be writing into `target` (the kernel's
+   * buffer), so it is always awaited before the caller answers.
    */
   async readInto(slices: readonly ChunkSlice[], target: Buffer): Promise<number> {
     const offsets: number[] = [];
