@@ -151,13 +151,13 @@ export class BackgroundFetch {
 }
 
 /**
- * Which chunks the mount-time prefetch takes: the profile's ranges, else all of a small layer, else the
- * landmark region, else the first prefetchBytes.
+ * Which chunks the mount-time prefetch takes: the profile's ranges (none for a profiled layer the
+ * workload never read), else all of a small layer, else the landmark region, else the first prefetchBytes.
  */
 function prefetchSelector(index: LayerIndex, options: BackgroundFetchOptions, layerBytes: number): (chunk: ChunkRef) => boolean {
   if (!options.prefetch) return () => false;
   const ranges = options.prefetchRanges;
-  if (ranges && ranges.length > 0) return (c) => overlapsAny(ranges, c.compressedOffset, c.compressedEnd);
+  if (ranges !== undefined) return (c) => overlapsAny(ranges, c.compressedOffset, c.compressedEnd);
   if (layerBytes <= options.prefetchWholeLayerBytes) return () => true;
   const limit = index.noPrefetch ? 0 : (index.prefetchRange?.end ?? options.prefetchBytes);
   return (c) => c.compressedOffset < limit;

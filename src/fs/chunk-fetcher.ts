@@ -3,6 +3,7 @@ import type { RandomAccessSource } from '../io/random-access.js';
 import type { ChunkRef, ChunkSlice, LayerIndex } from '../layer/layer-index.js';
 import { inlineDecoder, type ChunkDecoder } from './chunk-decoder.js';
 import { deadlineSignal } from './deadline.js';
+import { FetchActivity } from './fetch-activity.js';
 
 /** A source that can fetch several ranges in one go (RegistryBlobSource: coalesced, multi-range requests). */
 export interface RangeSource extends RandomAccessSource {
@@ -24,6 +25,8 @@ export interface ChunkFetcherOptions {
   /** An on-demand read that cannot get its chunks in this time fails (EIO), whatever the registry does. */
   deadlineMs: number;
   decoder?: ChunkDecoder;
+  /** Shared by the mounts of one daemon so that no layer's background work slows another's reads. Default: this fetcher's own. */
+  activity?: FetchActivity;
 }
 
 export interface FetchCounters {
@@ -52,15 +55,14 @@ export class FetchFailedError extends Error {
 export class ChunkFetcher {
   readonly counters: FetchCounters = { fetchedBytes: 0, requests: 0, decodedChunks: 0, failures: 0 };
   private readonly inflight = new Map<string, Promise<Buffer>>();
-  private foregroundActive = 0;
-  /** When an on-demand read last had to go to the registry (mount time counts as one). */
-  private lastForegroundFetchAt = performance.now();
-  private idleWaiters: (() => void)[] = [];
+  private readonly activity: FetchActivity;
   private readonly pendingWrites = new Set<Promise<void>>();
   private readonly decoder: ChunkDecoder;
 
   constructor(private readonly options: ChunkFetcherOptions) {
     this.decoder = options.decoder ?? inlineDecoder;
+    this.activity = options.activity ?? new FetchActivity();
+    this.activity.noteFetch(); // a new mount: its reader is about to start
   }
 
   keyOf(chunk: ChunkRef): string {
@@ -70,9 +72,9 @@ export class ChunkFetcher {
     return unverifiedChunkKey(this.options.layerDigest, chunk.compressedOffset, chunk.innerOffset);
   }
 
-  /** On-demand reads in progress (background fetching waits for 0). */
+  /** On-demand reads and prefetches in progress, of every layer sharing the activity (background waits for 0). */
   get foregroundPending(): number {
-    return this.foregroundActive;
+    return this.activity.pending;
   }
 
   /**
@@ -108,7 +110,7 @@ export class ChunkFetcher {
   /** Whole chunks, verified; foreground calls are bounded by the deadline. */
   async getChunks(chunks: readonly ChunkRef[], priority: FetchPriority): Promise<Buffer[]> {
     const foreground = priority === 'foreground';
-    if (foreground) this.foregroundActive++;
+    const endUrgent = priority === 'background' ? undefined : this.activity.begin();
     const requestsBefore = this.counters.requests;
     // Background work may take longer (large ranges) but must not hang forever on a stalled registry either.
     const deadline = deadlineSignal(foreground ? this.options.deadlineMs : this.options.deadlineMs * BACKGROUND_DEADLINE_FACTOR);
@@ -116,8 +118,7 @@ export class ChunkFetcher {
       return await deadline.race(this.load(chunks, deadline.signal));
     } finally {
       deadline.clear();
-      if (foreground && this.counters.requests > requestsBefore) this.lastForegroundFetchAt = performance.now();
-      if (foreground && --this.foregroundActive === 0) this.wakeIdle();
+      endUrgent?.(this.counters.requests > requestsBefore);
     }
   }
 
@@ -131,29 +132,17 @@ export class ChunkFetcher {
     return write.finally(() => this.pendingWrites.delete(write));
   }
 
-  /** Resolves when no on-demand read is in progress. */
+  /** Resolves when no on-demand read or prefetch is in progress. */
   whenIdle(): Promise<void> {
-    if (this.foregroundActive === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return this.activity.whenIdle();
   }
 
   /**
-   * Resolves once no on-demand read is in progress and none has gone to the registry for `quietMs`:
-   * while a workload is starting and fetching, background traffic would only slow its reads down.
+   * Resolves once no on-demand read or prefetch is in progress and none has gone to the registry for
+   * `quietMs`: while a workload is starting and fetching, background traffic would only slow its reads down.
    */
-  async whenQuiet(quietMs: number): Promise<void> {
-    for (;;) {
-      await this.whenIdle();
-      const wait = this.lastForegroundFetchAt + quietMs - performance.now();
-      if (wait <= 0 && this.foregroundActive === 0) return;
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    }
-  }
-
-  private wakeIdle(): void {
-    const waiters = this.idleWaiters;
-    this.idleWaiters = [];
-    for (const wake of waiters) wake();
+  whenQuiet(quietMs: number): Promise<void> {
+    return this.activity.whenQuiet(quietMs);
   }
 
   private async copyCached(slice: ChunkSlice, target: Buffer, targetOffset: number): Promise<boolean> {

@@ -3,6 +3,7 @@ import type { LayerIndex } from '../layer/layer-index.js';
 import { BackgroundFetch, DEFAULT_BACKGROUND_FETCH, type BackgroundFetchOptions, type LayerProgress } from './background-fetch.js';
 import type { ChunkDecoder } from './chunk-decoder.js';
 import { ChunkFetcher, type FetchCounters, type RangeSource } from './chunk-fetcher.js';
+import type { FetchActivity } from './fetch-activity.js';
 import { mountFuse, type FuseMount } from './fuse-binding.js';
 import { recordAccesses, type AccessRecorder } from './access-recorder.js';
 import { observeOperations, type FuseObserver } from './fuse-observer.js';
@@ -26,6 +27,8 @@ export interface LayerMountOptions {
   fetch?: Partial<BackgroundFetchOptions>;
   /** Decompression and hashing (default: on the main thread). */
   decoder?: ChunkDecoder;
+  /** Urgent fetching shared with other mounts (MountManager), which background fetching yields to. Default: this mount's own. */
+  activity?: FetchActivity;
   /** Kernel entry/attr cache lifetime in seconds (layers are immutable). Default 1 day. */
   kernelCacheSeconds?: number;
   /** Let other users (and containers' non-root processes) use the mount. Default true. */
@@ -65,6 +68,7 @@ export class LayerMount {
       layerDigest: options.layerDigest,
       deadlineMs: options.fetchDeadlineMs ?? DEFAULT_FETCH_DEADLINE_MS,
       ...(options.decoder ? { decoder: options.decoder } : {}),
+      ...(options.activity ? { activity: options.activity } : {}),
     });
     const view = new LayerView(options.index);
     const filesystem = new LayerFilesystem(view, options.index, fetcher, {

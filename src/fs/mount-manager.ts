@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { LayerProgress } from './background-fetch.js';
 import type { ChunkDecoder } from './chunk-decoder.js';
+import { FetchActivity } from './fetch-activity.js';
 import type { FuseObserver } from './fuse-observer.js';
 import { WorkerDecoder } from './worker-decoder.js';
 import { FUSE_SUBTYPE, LayerMount, type LayerMountOptions } from './layer-mount.js';
@@ -21,6 +22,8 @@ export class MountManager {
   private readonly decoder: ChunkDecoder;
   /** Given to every mount (a mount's own `observer` option wins). */
   private readonly observer: FuseObserver | undefined;
+  /** One registry link for all layers: background fetching of any layer waits for every layer's urgent work. */
+  private readonly activity = new FetchActivity();
 
   constructor(options: { decoder?: ChunkDecoder; observer?: FuseObserver } = {}) {
     this.decoder = options.decoder ?? new WorkerDecoder();
@@ -30,7 +33,7 @@ export class MountManager {
   async mount(options: LayerMountOptions): Promise<LayerMount> {
     const mountpoint = resolve(options.mountpoint);
     if (this.mounts.has(mountpoint)) throw new Error(`${mountpoint} is already mounted by lazypull`);
-    const mount = await LayerMount.mount({ decoder: this.decoder, observer: this.observer, ...options, mountpoint });
+    const mount = await LayerMount.mount({ decoder: this.decoder, observer: this.observer, activity: this.activity, ...options, mountpoint });
     this.mounts.set(mountpoint, mount);
     return mount;
   }

@@ -126,7 +126,8 @@ async function rewrite(job: LayerJob, layer: Descriptor): Promise<ConvertedLayer
   job.progress.layerStarted(layer.digest, layer.size);
   try {
     const result = await convertBlobToFile(job.source, layer, tempPath, format, (bytesIn, bytesOut) => job.progress.layerBytes(layer.digest, bytesIn, bytesOut));
-    const profile: Record<string, string> = reads && reads.size > 0 ? { [PREFETCH_RANGES_ANNOTATION]: await prefetchRangesOf(tempPath, result.tocDigest, reads) } : {};
+    // A profiled layer the workload never read gets an empty profile: prefetch nothing, not the whole layer.
+    const profile: Record<string, string> = job.readsByLayer ? { [PREFETCH_RANGES_ANNOTATION]: reads && reads.size > 0 ? await prefetchRangesOf(tempPath, result.tocDigest, reads) : '' } : {};
     const descriptor: Descriptor = { mediaType: result.mediaType, digest: result.digest, size: result.size, annotations: { ...carriedAnnotations(layer), ...result.annotations, ...profile } };
     const outcome = await job.destination.putBlob(descriptor, { ...fileBody(tempPath, result.size), path: tempPath });
     job.progress.layerFinished(layer.digest, `converted to ${result.digest.slice(0, 19)} ${(result.size / (1 << 20)).toFixed(1)} MiB (${outcome})`);

@@ -135,6 +135,13 @@ describe('optimize', () => {
     expect(prioritizedPart(lower!)).toEqual(['data', 'data/second.txt']);
     expect(untouched![0]).toBe(NO_PREFETCH_LANDMARK);
     expect(untouched).not.toContain(PREFETCH_LANDMARK);
+    // ...and an empty range profile, so the daemon does not prefetch it whole for being small.
+    const optimizedRef = parseReference(`${registry.host}/opt/app:optimized`);
+    const optimized = await client.fetchManifest(optimizedRef, optimizedRef.object);
+    if (optimized.document.kind !== 'manifest') throw new Error('expected a manifest');
+    const annotations = optimized.document.manifest.layers.map((l) => l.annotations?.[PREFETCH_RANGES_ANNOTATION]);
+    expect(annotations[3]).toBe('');
+    expect(annotations.slice(0, 3).every((a) => a !== undefined && a.length > 0)).toBe(true);
 
     const list = (await readFile(join(work, 'main.list'), 'utf8')).split('\n').filter((l) => l !== '' && !l.startsWith('#'));
     expect(list.indexOf('/bin/cat')).toBeGreaterThanOrEqual(0);

@@ -2,15 +2,19 @@ import { describe, expect, it } from 'vitest';
 import { MemoryOnlyChunkCache } from '../../../src/cache/index.js';
 import { BackgroundFetch, DEFAULT_BACKGROUND_FETCH } from '../../../src/fs/background-fetch.js';
 import { ChunkFetcher, type RangeSource } from '../../../src/fs/chunk-fetcher.js';
+import { FetchActivity } from '../../../src/fs/fetch-activity.js';
 import { BufferSource } from '../../../src/io/random-access.js';
 import { pseudoRandom } from '../../helpers/fixture-tree.js';
 import { fakeLayer } from './fake-layer.js';
 
-/** Records when each request was made. */
+/** Records when each request was made; each answer takes `delayMs`. */
 class TimedSource implements RangeSource {
   readonly requestTimes: number[] = [];
   private readonly inner: BufferSource;
-  constructor(blob: Buffer) {
+  constructor(
+    blob: Buffer,
+    private readonly delayMs = 0,
+  ) {
     this.inner = new BufferSource(blob);
   }
   get size(): number {
@@ -22,6 +26,7 @@ class TimedSource implements RangeSource {
   }
   async readRanges(ranges: readonly { start: number; length: number }[]): Promise<Buffer[]> {
     this.requestTimes.push(performance.now());
+    if (this.delayMs > 0) await new Promise((r) => setTimeout(r, this.delayMs));
     return Promise.all(ranges.map((r) => this.inner.readAt(r.start, r.length)));
   }
 }
@@ -60,6 +65,14 @@ describe('mount-time prefetch of a small layer', () => {
     expect(profiled.fetch.progress(0).prefetchBytes).toBe(rest.compressedEnd - rest.compressedOffset);
   });
 
+  it('takes nothing of a layer whose range profile is empty (profiled, never read), however small', async () => {
+    const layer = eightMembers();
+    const { fetch, fetcher } = start(layer, { prefetchWholeLayerBytes: layer.blob.length, prefetchRanges: [] });
+    await fetch.prefetched;
+    expect(fetch.progress(0)).toMatchObject({ prefetchBytes: 0, prefetchDone: true });
+    expect(fetcher.counters.fetchedBytes).toBe(0);
+  });
+
   it('is off with prefetch off', async () => {
     const layer = eightMembers();
     const { fetch, fetcher } = start(layer, { prefetch: false, prefetchWholeLayerBytes: layer.blob.length });
@@ -87,5 +100,38 @@ describe('background fetch', () => {
     expect(backgroundRequests.length).toBeGreaterThanOrEqual(3); // 7 remaining members in batches of 2500 compressed bytes at most
     expect(backgroundRequests[0]! - readAt).toBeGreaterThanOrEqual(quietMs - 20);
     expect(background.progress(0).backgroundDone).toBe(true);
+  });
+
+  it('waits a quiet period after the prefetch ends, when the container that waited for it starts reading', async () => {
+    const layer = fakeLayer([{ path: 'file', data: pseudoRandom(6, 8000), chunkSize: 1000 }]);
+    const quietMs = 300;
+    const source = new TimedSource(layer.blob, quietMs); // a prefetch as long as the quiet period
+    const fetcher = new ChunkFetcher({ index: layer.index, source, cache: new MemoryOnlyChunkCache(), layerDigest: 'sha256:layer', deadlineMs: 5000 });
+    const first = layer.index.lookup('file')!.chunks[0]!;
+    const background = new BackgroundFetch(layer.index, fetcher, { ...DEFAULT_BACKGROUND_FETCH, quietMs, prefetchRanges: [{ start: first.compressedOffset, end: first.compressedEnd }] });
+    await background.prefetched;
+    const prefetchedAt = performance.now();
+    await background.finished;
+    expect(source.requestTimes.length).toBeGreaterThan(1);
+    expect(source.requestTimes[1]! - prefetchedAt).toBeGreaterThanOrEqual(quietMs - 20);
+  });
+
+  it("of an idle layer waits for another layer's prefetch when they share the link's activity", async () => {
+    const quietMs = 200;
+    const activity = new FetchActivity();
+    const mount = (seed: number, delayMs: number, options: Partial<typeof DEFAULT_BACKGROUND_FETCH>) => {
+      const layer = fakeLayer([{ path: 'file', data: pseudoRandom(seed, 4000), chunkSize: 1000 }]);
+      const source = new TimedSource(layer.blob, delayMs);
+      const fetcher = new ChunkFetcher({ index: layer.index, source, cache: new MemoryOnlyChunkCache(), layerDigest: `sha256:layer${seed}`, deadlineMs: 5000, activity });
+      return { source, fetch: new BackgroundFetch(layer.index, fetcher, { ...DEFAULT_BACKGROUND_FETCH, quietMs, ...options }) };
+    };
+    const idle = mount(7, 0, { prefetchRanges: [] }); // profiled, never read: nothing to prefetch
+    const busy = mount(8, 3 * quietMs, { prefetchWholeLayerBytes: 1 << 20 }); // a prefetch longer than the quiet period
+    await busy.fetch.prefetched;
+    const prefetchedAt = performance.now();
+    await idle.fetch.finished;
+    expect(idle.source.requestTimes.length).toBeGreaterThan(0);
+    expect(idle.source.requestTimes[0]! - prefetchedAt).toBeGreaterThanOrEqual(quietMs - 20);
+    await busy.fetch.finished;
   });
 });
