@@ -36,6 +36,8 @@ const env = {
   workParent: process.env.HELLO_WORK ?? '/var/tmp',
   /** lazypull serve's [fetch] background (default: the daemon's default, on). */
   background: process.env.HELLO_BACKGROUND !== '0',
+  /** More `key = value` lines for lazypull serve's [fetch] table, `;`-separated (e.g. `prefetch_wait_sec = 0`). */
+  fetchSettings: (process.env.HELLO_FETCH ?? '').split(';').map((s) => s.trim()).filter(Boolean),
   /** lazypull serve's log_level: `debug` adds per-container health and prefetch-wait timings to the kept log. */
   logLevel: process.env.HELLO_LOG_LEVEL ?? 'info',
 };
@@ -250,7 +252,7 @@ async function measure(image: BuiltImage, link: LinkSpec, mode: Mode, ref: strin
       await mkdir(join(hostsDir, registry.shaped), { recursive: true });
       await writeFile(join(hostsDir, registry.shaped, 'hosts.toml'), `server = "http://${registry.shaped}"\n`);
       const config = join(work, 'lazypull.toml');
-      await writeFile(config, [`root = "${join(work, 'lp')}"`, `address = "${join(work, 'lp.sock')}"`, `log_level = "${env.logLevel}"`, '[fetch]', `background = ${env.background}`, '[registry]', `hosts_dir = "${hostsDir}"`, ''].join('\n'));
+      await writeFile(config, [`root = "${join(work, 'lp')}"`, `address = "${join(work, 'lp.sock')}"`, `log_level = "${env.logLevel}"`, '[fetch]', `background = ${env.background}`, ...env.fetchSettings, '[registry]', `hosts_dir = "${hostsDir}"`, ''].join('\n'));
       serve = spawnLogged(process.execPath, [LAZYPULL, 'serve', '--config', config], join(work, 'lazypull.log'));
       await waitFor(() => existsSync(join(work, 'lp.sock')), 'lazypull serve', serve);
       extraConfig = ['[proxy_plugins]', '  [proxy_plugins.lazypull]', '    type = "snapshot"', `    address = "${join(work, 'lp.sock')}"`, ''].join('\n');

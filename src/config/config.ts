@@ -58,7 +58,7 @@ export const DEFAULT_DAEMON_CONFIG: Readonly<DaemonConfig> = Object.freeze<Daemo
   address: '/run/lazypull/lazypull.sock',
   logLevel: 'info',
   layers: { verify: true, resolveTimeoutSec: 30, restoreFailure: 'report' },
-  fetch: { prefetch: true, prefetchBytes: 0, prefetchWholeLayerBytes: 8 << 20, background: true, readTimeoutSec: 30, prefetchWaitSec: 10, prefetchWaitMaxBytes: 128 << 20 },
+  fetch: { prefetch: true, prefetchBytes: 0, prefetchWholeLayerBytes: 8 << 20, background: true, readTimeoutSec: 30, prefetchWaitSec: 0, prefetchWaitMaxBytes: 128 << 20 },
   cache: { dir: '', maxDiskBytes: 10 * 1024 ** 3, maxMemoryBytes: 256 * 1024 ** 2 },
   soci: { enable: true, referrers: false },
   registry: { hostsDir: '/etc/containerd/certs.d' },

@@ -51,7 +51,7 @@ export interface LazyLayerOptions {
   fetch?: Partial<BackgroundFetchOptions>;
   /** FUSE read deadline (then EIO). */
   fetchDeadlineMs?: number;
-  /** Before a container starts, wait this long at most for its layers' prefetch. Default 10 s. */
+  /** Before a container starts, wait this long at most for its layers' prefetch. Default 0 (see DEFAULT_PREFETCH_WAIT_MS). */
   prefetchWaitMs?: number;
   /** A prefetch larger than this is not waited for: the container starts and reads on demand. Default 128 MiB. */
   prefetchWaitMaxBytes?: number;
@@ -83,7 +83,12 @@ export interface MountedLayer {
 
 export const DEFAULT_RESOLVE_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_TOC_BYTES = 64 << 20;
-export const DEFAULT_PREFETCH_WAIT_MS = 10_000;
+/**
+ * No wait by default: reads of chunks the prefetch is fetching join it anyway, and starting the
+ * container (runc, the shim) meanwhile hides part of the transfer. benchmarks/hello, python over
+ * 100 Mbit/s + 20 ms, 3 runs: plain eStargz 2.41 -> 2.20 s, optimized 2.25 -> 1.95 s against a 10 s wait.
+ */
+export const DEFAULT_PREFETCH_WAIT_MS = 0;
 export const DEFAULT_PREFETCH_WAIT_MAX_BYTES = 128 << 20;
 const REACHABILITY_TIMEOUT_MS = 5_000;
 const STARGZ_TOC_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
