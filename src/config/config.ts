@@ -32,6 +32,8 @@ export interface DaemonConfig {
     background: boolean;
     /** A FUSE read that cannot get its bytes within this time answers EIO. */
     readTimeoutSec: number;
+    /** An on-demand fetch brings the small files that follow it within this many compressed bytes. */
+    smallFileReadAheadBytes: number;
     prefetchWaitSec: number;
     prefetchWaitMaxBytes: number;
   };
@@ -58,7 +60,7 @@ export const DEFAULT_DAEMON_CONFIG: Readonly<DaemonConfig> = Object.freeze<Daemo
   address: '/run/lazypull/lazypull.sock',
   logLevel: 'info',
   layers: { verify: true, resolveTimeoutSec: 30, restoreFailure: 'report' },
-  fetch: { prefetch: true, prefetchBytes: 0, prefetchWholeLayerBytes: 8 << 20, background: true, readTimeoutSec: 30, prefetchWaitSec: 0, prefetchWaitMaxBytes: 128 << 20 },
+  fetch: { prefetch: true, prefetchBytes: 0, prefetchWholeLayerBytes: 8 << 20, background: true, readTimeoutSec: 30, smallFileReadAheadBytes: 64 << 10, prefetchWaitSec: 0, prefetchWaitMaxBytes: 128 << 20 },
   cache: { dir: '', maxDiskBytes: 10 * 1024 ** 3, maxMemoryBytes: 256 * 1024 ** 2 },
   soci: { enable: true, referrers: false },
   registry: { hostsDir: '/etc/containerd/certs.d' },
@@ -94,6 +96,7 @@ export const CONFIG_KEYS: Record<string, KeySpec> = {
   'fetch.prefetch_whole_layer_bytes': { path: 'fetch.prefetchWholeLayerBytes', check: count(0), help: 'prefetch a layer of at most this many compressed bytes whole at mount (0: off)' },
   'fetch.background': { path: 'fetch.background', check: boolean, help: 'fetch the rest of each layer in the background' },
   'fetch.read_timeout_sec': { path: 'fetch.readTimeoutSec', check: count(1), help: 'a read that cannot get its bytes in this time answers EIO' },
+  'fetch.small_file_read_ahead_bytes': { path: 'fetch.smallFileReadAheadBytes', check: count(0), help: 'an on-demand fetch also brings the small files that follow it within this many compressed bytes (0: off)' },
   'fetch.prefetch_wait_sec': { path: 'fetch.prefetchWaitSec', check: count(0), help: 'before a container starts, wait at most this long for its prefetch' },
   'fetch.prefetch_wait_max_bytes': { path: 'fetch.prefetchWaitMaxBytes', check: count(0), help: 'do not wait for prefetches larger than this' },
   'cache.dir': { path: 'cache.dir', check: pathOrEmpty, help: 'chunk cache directory (default <root>/cache)' },

@@ -86,6 +86,7 @@ async function assemble(config: DaemonConfig, log: Logger, closers: Closers): Pr
     verify: config.layers.verify,
     resolveTimeoutMs: config.layers.resolveTimeoutSec * 1000,
     fetchDeadlineMs: config.fetch.readTimeoutSec * 1000,
+    smallFileReadAheadBytes: config.fetch.smallFileReadAheadBytes,
     prefetchWaitMs: config.fetch.prefetchWaitSec * 1000,
     prefetchWaitMaxBytes: config.fetch.prefetchWaitMaxBytes,
     fetch: { prefetch: config.fetch.prefetch, prefetchBytes: config.fetch.prefetchBytes, prefetchWholeLayerBytes: config.fetch.prefetchWholeLayerBytes, background: config.fetch.background },

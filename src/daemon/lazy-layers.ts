@@ -51,6 +51,8 @@ export interface LazyLayerOptions {
   fetch?: Partial<BackgroundFetchOptions>;
   /** FUSE read deadline (then EIO). */
   fetchDeadlineMs?: number;
+  /** Small files fetched along with an on-demand fetch (see LayerMountOptions). */
+  smallFileReadAheadBytes?: number;
   /** Before a container starts, wait this long at most for its layers' prefetch. Default 0 (see DEFAULT_PREFETCH_WAIT_MS). */
   prefetchWaitMs?: number;
   /** A prefetch larger than this is not waited for: the container starts and reads on demand. Default 128 MiB. */
@@ -246,6 +248,7 @@ export class LazyLayerResolver implements RemoteLayerResolver {
       layerDigest: target.digest,
       fetch: { ...this.options.fetch, ...(target.prefetchBytes !== undefined ? { prefetchBytes: target.prefetchBytes } : {}), ...(prefetchRanges ? { prefetchRanges } : {}) },
       ...(this.options.fetchDeadlineMs !== undefined ? { fetchDeadlineMs: this.options.fetchDeadlineMs } : {}),
+      ...(this.options.smallFileReadAheadBytes !== undefined ? { smallFileReadAheadBytes: this.options.smallFileReadAheadBytes } : {}),
       onReadError: (path, error) => this.options.log.warn('read failed', { digest: target.digest, path, error: error instanceof Error ? error.message : String(error) }),
     });
     if (signal.aborted) {

@@ -25,6 +25,13 @@ export interface ChunkFetcherOptions {
   /** An on-demand read that cannot get its chunks in this time fails (EIO), whatever the registry does. */
   deadlineMs: number;
   decoder?: ChunkDecoder;
+  /**
+   * On an on-demand fetch, the members of small files (one chunk each) that follow the fetched chunk
+   * in the blob, up to this many compressed bytes past it, come in the same request: files of one
+   * directory sit together in a layer, and a workload that opens one usually opens its neighbours
+   * next (python's imports), each otherwise a round trip. 0: off (the default here; mounts turn it on).
+   */
+  smallFileReadAheadBytes?: number;
   /** Shared by the mounts of one daemon so that no layer's background work slows another's reads. Default: this fetcher's own. */
   activity?: FetchActivity;
 }
@@ -55,6 +62,8 @@ export class FetchFailedError extends Error {
 export class ChunkFetcher {
   readonly counters: FetchCounters = { fetchedBytes: 0, requests: 0, decodedChunks: 0, failures: 0 };
   private readonly inflight = new Map<string, Promise<Buffer>>();
+  /** Built on the first on-demand fetch: the fetch units that hold a whole small file, in blob order. */
+  private smallFileUnits: readonly ChunkRef[] | undefined;
   private readonly activity: FetchActivity;
   private readonly pendingWrites = new Set<Promise<void>>();
   private readonly decoder: ChunkDecoder;
@@ -115,7 +124,7 @@ export class ChunkFetcher {
     // Background work may take longer (large ranges) but must not hang forever on a stalled registry either.
     const deadline = deadlineSignal(foreground ? this.options.deadlineMs : this.options.deadlineMs * BACKGROUND_DEADLINE_FACTOR);
     try {
-      return await deadline.race(this.load(chunks, deadline.signal));
+      return await deadline.race(this.load(chunks, deadline.signal, foreground));
     } finally {
       deadline.clear();
       endUrgent?.(this.counters.requests > requestsBefore);
@@ -158,28 +167,34 @@ export class ChunkFetcher {
     }
   }
 
-  private async load(chunks: readonly ChunkRef[], signal: AbortSignal | undefined): Promise<Buffer[]> {
-    const mine: { chunk: ChunkRef; settle: Deferred }[] = [];
+  private async load(chunks: readonly ChunkRef[], signal: AbortSignal | undefined, onDemand: boolean): Promise<Buffer[]> {
+    const mine: PendingChunk[] = [];
     const results = chunks.map((chunk): Promise<Buffer> => {
       if (chunk.encoding === 'zeros') return Promise.resolve(Buffer.alloc(chunk.size));
-      const key = this.keyOf(chunk);
-      const pending = this.inflight.get(key);
+      const pending = this.inflight.get(this.keyOf(chunk));
       if (pending) return pending;
-      const settle = deferred();
-      this.inflight.set(key, settle.promise);
-      settle.promise.then(
-        () => this.inflight.delete(key),
-        () => this.inflight.delete(key),
-      );
-      mine.push({ chunk, settle });
-      return settle.promise;
+      const item = this.startPending(chunk);
+      mine.push(item);
+      return item.settle.promise;
     });
-    if (mine.length > 0) void this.fillFromCacheOrSource(mine, signal);
+    if (mine.length > 0) void this.fillFromCacheOrSource(mine, signal, onDemand);
     return Promise.all(results);
   }
 
-  private async fillFromCacheOrSource(work: { chunk: ChunkRef; settle: Deferred }[], signal: AbortSignal | undefined): Promise<void> {
-    const missing: { chunk: ChunkRef; settle: Deferred }[] = [];
+  /** Registers a chunk as on its way, so that other readers wait for it instead of fetching it again. */
+  private startPending(chunk: ChunkRef): PendingChunk {
+    const key = this.keyOf(chunk);
+    const settle = deferred();
+    this.inflight.set(key, settle.promise);
+    settle.promise.then(
+      () => this.inflight.delete(key),
+      () => this.inflight.delete(key),
+    );
+    return { chunk, settle };
+  }
+
+  private async fillFromCacheOrSource(work: PendingChunk[], signal: AbortSignal | undefined, onDemand: boolean): Promise<void> {
+    const missing: PendingChunk[] = [];
     await Promise.all(
       work.map(async (item) => {
         try {
@@ -192,6 +207,7 @@ export class ChunkFetcher {
       }),
     );
     if (missing.length === 0) return;
+    if (onDemand) missing.push(...(await this.smallFilesAfter(missing)));
     try {
       await this.fetchAndDecode(missing, signal);
     } catch (err) {
@@ -201,7 +217,26 @@ export class ChunkFetcher {
     }
   }
 
-  private async fetchAndDecode(missing: { chunk: ChunkRef; settle: Deferred }[], signal: AbortSignal | undefined): Promise<void> {
+  /** Small-file units following the missing chunks (see `smallFileReadAheadBytes`) that are neither cached nor on their way. */
+  private async smallFilesAfter(missing: readonly PendingChunk[]): Promise<PendingChunk[]> {
+    const window = this.options.smallFileReadAheadBytes ?? 0;
+    if (window <= 0) return [];
+    this.smallFileUnits ??= smallFileUnitsOf(this.options.index, (chunk) => this.keyOf(chunk));
+    const units = this.smallFileUnits;
+    const candidates = new Map<string, ChunkRef>();
+    for (const { chunk } of missing) {
+      const limit = chunk.compressedEnd + window;
+      for (let i = firstStartingAtOrAfter(units, chunk.compressedEnd); i < units.length && units[i]!.compressedEnd <= limit; i++) {
+        const key = this.keyOf(units[i]!);
+        if (!this.inflight.has(key)) candidates.set(key, units[i]!);
+      }
+    }
+    const uncached = await Promise.all([...candidates].map(async ([key, chunk]) => ((await this.options.cache.has(key).catch(() => true)) ? undefined : chunk)));
+    // Checked again after the awaits: a reader may have started one of them meanwhile.
+    return uncached.filter((chunk): chunk is ChunkRef => chunk !== undefined && !this.inflight.has(this.keyOf(chunk))).map((chunk) => this.startPending(chunk));
+  }
+
+  private async fetchAndDecode(missing: PendingChunk[], signal: AbortSignal | undefined): Promise<void> {
     missing.sort((a, b) => a.chunk.compressedOffset - b.chunk.compressedOffset);
     const members = distinctMembers(missing.map((m) => m.chunk));
     const payloads = await this.fetchRanges(members, signal);
@@ -235,6 +270,32 @@ export class ChunkFetcher {
     for (const p of payloads) this.counters.fetchedBytes += p.length;
     return payloads;
   }
+}
+
+interface PendingChunk {
+  chunk: ChunkRef;
+  settle: Deferred;
+}
+
+/** The fetch units that hold a whole regular file each, in blob order (SOCI spans never qualify). */
+function smallFileUnitsOf(index: LayerIndex, keyOf: (chunk: ChunkRef) => string): ChunkRef[] {
+  const wholeFiles = new Set<string>();
+  for (const entry of index.entries.values()) {
+    if (entry.type === 'reg' && entry.chunks.length === 1) wholeFiles.add(keyOf(entry.chunks[0]!));
+  }
+  return index.fetchUnits().filter((chunk) => chunk.encoding !== 'zeros' && wholeFiles.has(keyOf(chunk)));
+}
+
+/** Index of the first unit whose member starts at or after `offset` (units are in blob order). */
+function firstStartingAtOrAfter(units: readonly ChunkRef[], offset: number): number {
+  let lo = 0;
+  let hi = units.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (units[mid]!.compressedOffset < offset) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 interface Deferred {

@@ -100,6 +100,31 @@ describe('ChunkFetcher', () => {
     expect(gets).toBe(1); // the missing chunk's lookup before fetching; the cached one is never read
   });
 
+  it('brings the small files that follow an on-demand miss in the same request, within the window, and no more', async () => {
+    const small = (i: number) => ({ path: `dir/f${i}`, data: pseudoRandom(10 + i, 300) });
+    const layer = fakeLayer([{ path: 'dir', type: 'dir' }, small(0), small(1), small(2), small(3), { path: 'big', data: pseudoRandom(20, 5000), chunkSize: 1000 }, small(4)]);
+    const members = [0, 1, 2, 3].map((i) => layer.index.lookup(`dir/f${i}`)!.chunks[0]!);
+    const source = new ScriptedSource(layer.blob);
+    const cache = new MemoryOnlyChunkCache();
+    // The window ends inside f3's member: f1 and f2 come along, f3 does not.
+    const window = members[2]!.compressedEnd - members[0]!.compressedEnd + 10;
+    const fetcher = new ChunkFetcher({ index: layer.index, source, cache, layerDigest: 'sha256:layer', deadlineMs: 2000, smallFileReadAheadBytes: window });
+    await cache.put(fetcher.keyOf(members[2]!), Buffer.from('already cached'));
+    const f0 = layer.index.lookup('dir/f0')!;
+    await fetcher.readInto(layer.index.plan(f0, 0, 300), Buffer.alloc(300));
+    expect(source.readRangesCalls).toHaveLength(1);
+    expect(source.readRangesCalls[0]!.map((r) => r.start)).toEqual([members[0]!.compressedOffset, members[1]!.compressedOffset]);
+    expect(await cache.has(fetcher.keyOf(members[1]!))).toBe(true);
+    expect(await cache.has(fetcher.keyOf(members[3]!))).toBe(false);
+    // Other chunks of a large file do not come along (random reads stay 1:1), nor does anything with
+    // prefetch and background fetches.
+    const big = layer.index.lookup('big')!;
+    await fetcher.getChunks([big.chunks[2]!], 'foreground');
+    await fetcher.getChunks([members[3]!], 'background');
+    expect(source.readRangesCalls.slice(1).map((call) => call.length)).toEqual([1, 1]);
+    expect(await cache.has(fetcher.keyOf(layer.index.lookup('dir/f4')!.chunks[0]!))).toBe(false);
+  });
+
   it('rejects bytes that do not match the chunk digest and caches nothing, then recovers', async () => {
     const { data, source, cache, fetcher, file } = setup();
     // A valid gzip member with the wrong content: only the digest check can catch it.
