@@ -7,7 +7,7 @@
 import { mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { MemoryOnlyChunkCache } from '../../../src/cache/index.js';
 import { LazyLayerResolver } from '../../../src/daemon/lazy-layers.js';
 import { TailStore } from '../../../src/daemon/layer-tails.js';
@@ -139,12 +139,13 @@ describe('LazyLayerResolver', () => {
     await (relay as TcpRelay).stop();
     try {
       await lazy.beforeUse([{ chainId: 'c', labels, mountpoint: at }]);
-      expect(lazy.mounted(at)?.warning).toMatch(/^registry unreachable \(.*\) and the layer is not fully cached/);
+      // The check runs beside the container's start: the warning comes within its 5 s timeout.
+      await vi.waitFor(() => expect(lazy.mounted(at)?.warning).toMatch(/^registry unreachable \(.*\) and the layer is not fully cached/), { timeout: 6_000 });
     } finally {
       await (relay as TcpRelay).start();
     }
     await lazy.beforeUse([{ chainId: 'c', labels, mountpoint: at }]);
-    expect(lazy.mounted(at)?.warning).toBeUndefined();
+    await vi.waitFor(() => expect(lazy.mounted(at)?.warning).toBeUndefined(), { timeout: 6_000 });
     await lazy.release(at);
   });
 });
