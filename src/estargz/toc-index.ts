@@ -140,6 +140,12 @@ export function buildTocTree(rawEntries: unknown, ctx: BuildContext): TocTree {
     return dir;
   };
 
+  // A layer's files mostly share a handful of modification times: parse each distinct one once.
+  const modtimes = new Map<string, { sec: number; nsec: number } | undefined>();
+  const parsedModtime = (text: string) => {
+    if (!modtimes.has(text)) modtimes.set(text, parseModtime(text));
+    return modtimes.get(text);
+  };
   entries.forEach((e, i) => {
     let path: string;
     try {
@@ -159,7 +165,7 @@ export function buildTocTree(rawEntries: unknown, ctx: BuildContext): TocTree {
     finishCurrent();
     const size = e.type === 'reg' ? (e.size ?? 0) : 0;
     if (size > ctx.limits.maxFileSize) fail(i, e, `size ${size} exceeds the ${ctx.limits.maxFileSize}-byte limit`);
-    const mtime = e.modtime ? parseModtime(e.modtime) : { sec: 0, nsec: 0 };
+    const mtime = e.modtime ? parsedModtime(e.modtime) : { sec: 0, nsec: 0 };
     if (!mtime) fail(i, e, `modtime ${JSON.stringify(e.modtime)} is not RFC 3339`);
     if (e.digest !== undefined && !isDigest(e.digest)) fail(i, e, 'digest is not a sha256 digest');
     if (e.userName) userNames.set(e.uid ?? 0, e.userName);
