@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { LayerProgress } from './background-fetch.js';
 import type { ChunkDecoder } from './chunk-decoder.js';
 import { FetchActivity } from './fetch-activity.js';
 import type { FuseObserver } from './fuse-observer.js';
+import { readMounts } from './mountinfo.js';
 import { WorkerDecoder } from './worker-decoder.js';
 import { FUSE_SUBTYPE, LayerMount, type LayerMountOptions } from './layer-mount.js';
 
@@ -70,17 +70,9 @@ export class MountManager {
 /** lazypull FUSE mounts at or under `root` that this process does not serve (left by a crash). */
 export async function findLazypullMounts(root: string): Promise<string[]> {
   const base = resolve(root);
-  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
-  const found: string[] = [];
-  for (const line of mountinfo.split('\n')) {
-    const [left, right] = line.split(' - ');
-    if (!left || !right) continue;
-    const mountpoint = unescapeMountinfo(left.split(' ')[4] ?? '');
-    const fsType = right.split(' ')[0];
-    if (fsType !== `fuse.${FUSE_SUBTYPE}`) continue;
-    if (mountpoint === base || mountpoint.startsWith(`${base}/`)) found.push(mountpoint);
-  }
-  return found;
+  return (await readMounts())
+    .filter(({ mountpoint, fsType }) => fsType === `fuse.${FUSE_SUBTYPE}` && (mountpoint === base || mountpoint.startsWith(`${base}/`)))
+    .map(({ mountpoint }) => mountpoint);
 }
 
 /**
@@ -99,9 +91,4 @@ export async function cleanStaleMounts(root: string, manager?: MountManager): Pr
     }
   }
   return stale;
-}
-
-/** mountinfo escapes space, tab, newline and backslash as octal. */
-function unescapeMountinfo(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }

@@ -4,9 +4,9 @@
  * `umount -l` for a mount whose server is gone. Mountpoints are made under the caller's temp dir.
  */
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import type { LayerMount } from '../../src/fs/layer-mount.js';
+import { isMountpoint } from '../../src/fs/mountinfo.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -41,10 +41,7 @@ export class MountTracker {
 }
 
 /** True when `path` is a mountpoint (per /proc/self/mountinfo). */
-export async function isMounted(path: string): Promise<boolean> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8');
-  return info.split('\n').some((line) => line.split(' ')[4] === path);
-}
+export const isMounted = isMountpoint;
 
 /** Unmounts `path` if it is still mounted: umount, then fusermount -u, then a lazy umount. */
 export async function forceUnmount(path: string): Promise<void> {

@@ -3,7 +3,8 @@
  * background pass over the rest, progress, unmount of everything on shutdown, and cleanup of a mount
  * whose server was killed with SIGKILL (readers get ENOTCONN until it is unmounted).
  */
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,8 @@ import { FileSource } from '../../../src/io/random-access.js';
 import type { LayerIndex } from '../../../src/layer/layer-index.js';
 import { forceUnmount, isMounted } from '../../helpers/fuse.js';
 import { makeTar, pseudoRandom } from '../../helpers/fixture-tree.js';
+
+const execFileAsync = promisify(execFile);
 
 /** A local blob that counts requests and bytes, with readRanges like the registry source. */
 class CountingSource implements RangeSource {
@@ -126,6 +129,14 @@ describe('MountManager', () => {
     await manager.shutdown();
     for (const m of mounts) expect(await isMounted(m.mountpoint)).toBe(false);
     expect(manager.list()).toEqual([]);
+  });
+
+  it('an unmount succeeds when the mount was already removed from outside (fusermount then fails)', async () => {
+    const mount = await manager.mount({ mountpoint: await newMountpoint('removed'), index, source: await openBlob(), cache: new MemoryOnlyChunkCache(), layerDigest: digest, fetch: { background: false, prefetch: false } });
+    await execFileAsync('umount', ['-l', mount.mountpoint]);
+    expect(await isMounted(mount.mountpoint)).toBe(false);
+    await manager.unmount(mount.mountpoint);
+    expect(manager.get(mount.mountpoint)).toBeUndefined();
   });
 
   it('cleans up a mount left by a server killed with SIGKILL', async () => {
