@@ -1,7 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { Digester, type Digest } from '../util/digest.js';
-import { esmWorkerExecArgv } from '../util/esm-worker.js';
 
 /** Where compressed bytes go, in order. */
 export interface ByteSink {
@@ -72,7 +71,6 @@ export class MemberPipeline {
       minThreads: threads,
       maxThreads: threads,
       idleTimeout: 1000,
-      ...esmWorkerExecArgv(),
     });
     this.maxInFlight = threads * 3;
   }

@@ -1,6 +1,5 @@
 import { Piscina } from 'piscina';
 import type { ChunkRef, LayerIndex } from '../layer/layer-index.js';
-import { esmWorkerExecArgv } from '../util/esm-worker.js';
 import type { ChunkDecoder } from './chunk-decoder.js';
 
 export class ChunkDecodeError extends Error {
@@ -42,7 +41,6 @@ export class WorkerDecoder implements ChunkDecoder {
       minThreads: 1,
       maxThreads: Math.max(1, options.threads),
       idleTimeout: 5000,
-      ...esmWorkerExecArgv(),
     });
   }
 
