@@ -68,7 +68,7 @@ export class MemberPipeline {
     const threads = Math.max(1, options.workers ?? availableParallelism());
     this.pool = new Piscina({
       filename: new URL('./compress-worker.js', import.meta.url).href,
-      minThreads: threads,
+      minThreads: 0, // see WorkerDecoder: no worker may still be loading when the pool is destroyed
       maxThreads: threads,
       idleTimeout: 1000,
     });

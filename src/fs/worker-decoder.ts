@@ -38,7 +38,10 @@ export class WorkerDecoder implements ChunkDecoder {
   constructor(private readonly options: WorkerDecoderOptions = DEFAULT_WORKER_DECODER) {
     this.pool = new Piscina({
       filename: new URL('./decode-worker.js', import.meta.url).href,
-      minThreads: 1,
+      // Workers start with the first task, never at construction: destroying a pool whose worker is
+      // still loading its module aborts the whole process on Node 20.19+ (a fatal error inside
+      // require(esm), seen in full test runs where a mount manager was made and shut down at once).
+      minThreads: 0,
       maxThreads: Math.max(1, options.threads),
       idleTimeout: 5000,
     });
