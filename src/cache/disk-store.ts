@@ -15,6 +15,7 @@
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, unlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { copyRange } from './chunk-cache.js';
 import { ENTRY_HEADER_PROBE_BYTES, blocksMatch, decodeEntry, decodeEntryHeader, encodeEntryHeader, entryFileLength, type EntryHeader } from './entry-format.js';
 import { TEMP_FILE_PREFIX, isEntryName, isShardName, newTempFileName, shardOfEntry } from './entry-names.js';
 
@@ -191,8 +192,7 @@ export class DiskStore {
   private async readRangeOfWholeEntry(key: string, name: string, offset: number, length: number, target: Buffer, targetOffset: number): Promise<boolean> {
     const data = await this.read(key, name);
     if (data === undefined) return false;
-    if (offset < 0 || length < 0 || offset + length > data.length) throw new RangeError(`range ${offset}+${length} outside ${data.length} data bytes`);
-    data.copy(target, targetOffset, offset, offset + length);
+    copyRange(data, offset, length, target, targetOffset);
     return true;
   }
 
