@@ -22,13 +22,13 @@ describe('daemon config', () => {
 
   it('reads the tables key by key and keeps the defaults of keys not given', () => {
     const config = parseDaemonConfig(
-      ['metrics_address = "127.0.0.1:9811"', '[layers]', 'verify = false', '[fetch]', 'background = false', 'prefetch_wait_sec = 3', 'prefetch_whole_layer_bytes = 0', '[cache]', 'max_disk_bytes = 1073741824', '[registry]', 'hosts_dir = ""'].join('\n'),
+      ['metrics_address = "127.0.0.1:9811"', '[layers]', 'verify = false', '[fetch]', 'background = false', 'prefetch_wait_sec = 3', 'prefetch_whole_layer_bytes = 0', 'small_file_read_ahead_bytes = 0', '[cache]', 'max_disk_bytes = 1073741824', '[registry]', 'hosts_dir = ""'].join('\n'),
       'c.toml',
     );
     expect(config.metricsAddress).toBe('127.0.0.1:9811');
     expect(config.layers).toEqual({ ...DEFAULT_DAEMON_CONFIG.layers, verify: false });
-    expect(config.fetch).toEqual({ ...DEFAULT_DAEMON_CONFIG.fetch, background: false, prefetchWaitSec: 3, prefetchWholeLayerBytes: 0 });
-    expect(DEFAULT_DAEMON_CONFIG.fetch.prefetchWholeLayerBytes).toBe(8 << 20);
+    expect(config.fetch).toEqual({ ...DEFAULT_DAEMON_CONFIG.fetch, background: false, prefetchWaitSec: 3, prefetchWholeLayerBytes: 0, smallFileReadAheadBytes: 0 });
+    expect(DEFAULT_DAEMON_CONFIG.fetch).toMatchObject({ prefetchWholeLayerBytes: 8 << 20, smallFileReadAheadBytes: 64 << 10, prefetchWaitSec: 0 });
     expect(config.cache).toEqual({ ...DEFAULT_DAEMON_CONFIG.cache, maxDiskBytes: 1 << 30 });
     expect(config.registry.hostsDir).toBe('');
     expect(DEFAULT_DAEMON_CONFIG.fetch.background, 'parsing never changes the defaults').toBe(true);
