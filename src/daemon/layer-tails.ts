@@ -29,11 +29,16 @@ const FIRST_READ_BYTES = 64 * 1024;
 const FILE_MAGIC = Buffer.from('LPTAIL1\0', 'latin1');
 const HEADER_BYTES = FILE_MAGIC.length + 16;
 
-/** Reads the footer, then whatever of the TOC the first read missed. */
-export async function fetchTail(blob: RandomAccessSource, maxTocBytes: number, signal?: AbortSignal): Promise<LayerTail> {
-  const firstLength = Math.min(blob.size, Math.max(MAX_FOOTER_SIZE, FIRST_READ_BYTES));
-  const firstOffset = blob.size - firstLength;
-  const first = await blob.readAt(firstOffset, firstLength, signal);
+/** Bytes read from the end of a blob first: the footer, and a TOC that fits needs no second read. */
+export const TAIL_FIRST_READ_BYTES = Math.max(MAX_FOOTER_SIZE, FIRST_READ_BYTES);
+
+/**
+ * Reads the footer, then whatever of the TOC the first read missed. `lastBytes`: the blob's last bytes
+ * when the caller has them already (read along with the blob's size).
+ */
+export async function fetchTail(blob: RandomAccessSource, maxTocBytes: number, signal?: AbortSignal, lastBytes?: Buffer): Promise<LayerTail> {
+  const first = lastBytes ?? (await blob.readAt(blob.size - Math.min(blob.size, TAIL_FIRST_READ_BYTES), Math.min(blob.size, TAIL_FIRST_READ_BYTES), signal));
+  const firstOffset = blob.size - first.length;
   const start = tailStart(first, blob.size);
   if (blob.size - start > maxTocBytes) throw new NotLazyFormatError(`the layer's TOC region is ${blob.size - start} bytes, more than the ${maxTocBytes}-byte limit`);
   if (start >= firstOffset) return { size: blob.size, offset: start, bytes: first.subarray(start - firstOffset) };

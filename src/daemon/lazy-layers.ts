@@ -19,7 +19,7 @@ import type { Labels } from '../snapshot/types.js';
 import { isDigest, type Digest } from '../util/digest.js';
 import { classifyFailure, MissingTocDigestError, NotLazyFormatError, ResolveTimeoutError, type FallbackCategory } from './fallback.js';
 import { layerTargetOf, type LayerTarget } from './layer-labels.js';
-import { fetchTail, TailSource, type LayerTail, type TailStore } from './layer-tails.js';
+import { fetchTail, TAIL_FIRST_READ_BYTES, TailSource, type LayerTail, type TailStore } from './layer-tails.js';
 import { SociDiscovery, type SociFound } from './soci-discovery.js';
 import type { ZtocStore } from './ztoc-store.js';
 
@@ -428,8 +428,9 @@ export class LazyLayerResolver implements RemoteLayerResolver {
       return stored;
     }
     const started = performance.now();
-    const blob = await this.options.client.openBlob(image, { digest }, { ...(signal ? { signal } : {}) });
-    const tail = await fetchTail(blob, this.maxTocBytes, signal);
+    // The footer comes with the blob's size in one request: no size probe first.
+    const { source, tail: lastBytes } = await this.options.client.openBlobAtTail(image, { digest }, TAIL_FIRST_READ_BYTES, { ...(signal ? { signal } : {}) });
+    const tail = await fetchTail(source, this.maxTocBytes, signal, lastBytes);
     this.options.metrics?.observeTocFetch(seconds(started));
     await this.options.tails.put(digest, tail).catch((err: Error) => this.options.log.warn('could not store layer tail', { digest, error: err.message }));
     return tail;

@@ -114,6 +114,30 @@ export class RegistryBlobSource implements RandomAccessSource {
     return source;
   }
 
+  /**
+   * The blob and its last `tailBytes` bytes (all of it when smaller), in one request: a suffix range
+   * (`bytes=-N`) whose answer also tells the size, so there is no size probe first (a round trip less
+   * for a layer's footer and TOC). A known size reads the tail as any range.
+   */
+  static async openAtTail(options: OpenBlobOptions, tailBytes: number): Promise<{ source: RegistryBlobSource; tail: Buffer }> {
+    if (options.size !== undefined) {
+      const source = await RegistryBlobSource.open(options);
+      const length = Math.min(source.size, tailBytes);
+      return { source, tail: await source.readAt(source.size - length, length, options.signal) };
+    }
+    if (options.locations.length === 0) throw new RegistryError(`no endpoint can serve blob ${options.digest}`);
+    const source = new RegistryBlobSource(options.digest, -1, options.locations, options.read ?? {}, options.observer, options.rangeSupport);
+    const attempt = source.attempt(options.signal);
+    for (;;) {
+      try {
+        return { source, tail: await source.readSuffixAt(tailBytes, attempt) };
+      } catch (err) {
+        if (!source.shouldTryNextLocation(err, attempt)) throw err;
+        source.locationIndex++;
+      }
+    }
+  }
+
   get size(): number {
     return this.sizeValue;
   }
@@ -429,6 +453,37 @@ export class RegistryBlobSource implements RandomAccessSource {
     if (response.status === 200) return response.body.length;
     if (response.status === 416) return 0;
     throw this.statusError(response);
+  }
+
+  /** `GET bytes=-length`: sets the size from Content-Range (or a whole-blob answer) and returns the bytes. */
+  private async readSuffixAt(length: number, attempt: Attempt): Promise<Buffer> {
+    const limit = Math.max(length, this.options.wholeBlobLimit);
+    let response: HttpResponse;
+    try {
+      response = await this.get(`bytes=-${length}`, limit, attempt, 'blob');
+    } catch (err) {
+      if (err instanceof ResponseTooLargeError && err.status === 200) throw new RangeNotSupportedError(`${this.host} ignored the Range header and answered with the whole blob ${this.digest}: it cannot be read lazily`);
+      throw err;
+    }
+    if (response.status === 200) {
+      this.sizeValue = response.body.length;
+      return response.body.subarray(Math.max(0, response.body.length - length));
+    }
+    // An empty blob has no last bytes to give.
+    if (response.status === 416) {
+      this.sizeValue = 0;
+      return Buffer.alloc(0);
+    }
+    this.checkPartial(response);
+    const where = `GET ${redactUrl(response.url)}`;
+    const parsed = parseContentRange(header(response, 'content-range'));
+    if (parsed?.total === undefined) throw new InvalidResponseError(`${where}: 206 without the blob size in Content-Range`);
+    if (parsed.end !== parsed.total - 1 || parsed.start !== Math.max(0, parsed.total - length)) {
+      throw new InvalidResponseError(`${where}: asked for the last ${length} bytes, Content-Range says ${parsed.start}-${parsed.end}/${parsed.total}`);
+    }
+    if (response.body.length !== parsed.end - parsed.start + 1) throw new InvalidResponseError(`${where}: body has ${response.body.length} bytes, Content-Range announces ${parsed.end - parsed.start + 1}`);
+    this.sizeValue = parsed.total;
+    return response.body;
   }
 
   private statusError(response: HttpResponse, method = 'GET'): RegistryError {

@@ -2,7 +2,7 @@ import { isDigest, sha256, type Digest } from '../util/digest.js';
 import { Authenticator, authMiddleware } from './auth/authenticator.js';
 import { StaticCredentialStore, chainCredentialStores, type CredentialStore } from './auth/credentials.js';
 import { DockerConfigCredentialStore, type DockerConfigOptions } from './auth/docker-config.js';
-import { RegistryBlobSource, type BlobLocation, type BlobReadOptions } from './blob-source.js';
+import { RegistryBlobSource, type BlobLocation, type BlobReadOptions, type OpenBlobOptions } from './blob-source.js';
 import { AuthError, DigestMismatchError, HttpStatusError, ManifestError, ManifestNotFoundError, RegistryError, isAbortError } from './errors.js';
 import { resolveHosts, type Capability, type HostEndpoint, type HostsOptions } from './hosts.js';
 import { logMiddleware } from './http/log.js';
@@ -170,10 +170,19 @@ export class RegistryClient {
    * the `pull` capability are tried first; a failing one is left for the next.
    */
   async openBlob(ref: ImageReference, descriptor: { digest: Digest; size?: number }, options: { read?: Partial<BlobReadOptions>; signal?: AbortSignal } = {}): Promise<RegistryBlobSource> {
+    return RegistryBlobSource.open(await this.blobOptions(ref, descriptor, options));
+  }
+
+  /** A blob and its last `tailBytes` bytes, read in one request that also learns its size (see RegistryBlobSource.openAtTail). */
+  async openBlobAtTail(ref: ImageReference, descriptor: { digest: Digest; size?: number }, tailBytes: number, options: { read?: Partial<BlobReadOptions>; signal?: AbortSignal } = {}): Promise<{ source: RegistryBlobSource; tail: Buffer }> {
+    return RegistryBlobSource.openAtTail(await this.blobOptions(ref, descriptor, options), tailBytes);
+  }
+
+  private async blobOptions(ref: ImageReference, descriptor: { digest: Digest; size?: number }, options: { read?: Partial<BlobReadOptions>; signal?: AbortSignal }): Promise<OpenBlobOptions> {
     const endpoints = (await this.endpointsFor(ref.registry, 'pull')).map(
       (client): BlobLocation => ({ send: client.send, url: this.objectUrl(client.endpoint, ref, 'blobs', descriptor.digest), scope: pullScope(ref) }),
     );
-    return RegistryBlobSource.open({
+    return {
       digest: descriptor.digest,
       ...(descriptor.size !== undefined ? { size: descriptor.size } : {}),
       locations: endpoints,
@@ -181,7 +190,7 @@ export class RegistryClient {
       ...(this.options.observer ? { observer: this.options.observer } : {}),
       rangeSupport: this.rangeSupport,
       ...(options.signal ? { signal: options.signal } : {}),
-    });
+    };
   }
 
   /**

@@ -16,7 +16,7 @@ import { MountManager } from '../../../src/fs/index.js';
 import { openLayer } from '../../../src/estargz/open.js';
 import { BufferSource } from '../../../src/io/random-access.js';
 import { PREFETCH_RANGES_ANNOTATION, formatPrefetchRanges } from '../../../src/layer/prefetch-ranges.js';
-import { RegistryClient } from '../../../src/remote/index.js';
+import { CountingObserver, RegistryClient } from '../../../src/remote/index.js';
 import { buildZtoc } from '../../../src/soci/build.js';
 import { EMPTY_CONFIG, SOCI_INDEX_DIGEST_LABEL, serializeSociIndex } from '../../../src/soci/index-manifest.js';
 import { readZtoc, writeZtoc } from '../../../src/soci/ztoc.js';
@@ -55,13 +55,14 @@ afterAll(async () => {
   }
 });
 
-function resolver(name: string, options: { resolveTimeoutMs?: number; soci?: false | { referrers: boolean }; fetch?: { background: boolean; prefetch: boolean } } = {}) {
+function resolver(name: string, options: { resolveTimeoutMs?: number; soci?: false | { referrers: boolean }; fetch?: { background: boolean; prefetch: boolean }; observer?: CountingObserver } = {}) {
   const mounts = new MountManager();
   managers.push(mounts);
-  const client = new RegistryClient({ dockerConfig: false, hostsDir: null, retry: { maxAttempts: 1 }, requestTimeoutMs: 5_000 });
+  const { observer, ...resolverOptions } = options;
+  const client = new RegistryClient({ dockerConfig: false, hostsDir: null, retry: { maxAttempts: 1 }, requestTimeoutMs: 5_000, ...(observer ? { observer } : {}) });
   const tails = new TailStore(join(dir as string, name, 'tails'));
   const ztocs = new ZtocStore(join(dir as string, name, 'ztocs'));
-  const lazy = new LazyLayerResolver({ client, mounts, cache: new MemoryOnlyChunkCache(), tails, ztocs, log: silent, fetch: { background: false, prefetch: false }, ...options });
+  const lazy = new LazyLayerResolver({ client, mounts, cache: new MemoryOnlyChunkCache(), tails, ztocs, log: silent, fetch: { background: false, prefetch: false }, ...resolverOptions });
   return { lazy, tailsDir: join(dir as string, name, 'tails'), ztocsDir: join(dir as string, name, 'ztocs') };
 }
 
@@ -82,6 +83,17 @@ describe('LazyLayerResolver', () => {
     const at = await mountpoint('manifest');
     const answer = await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels: criLabels({ [L.criManifestDigest]: (image as RunnableImage).manifestDigest }), mountpoint: at });
     expect(answer).toEqual({ mounted: at });
+    expect(await readFile(join(at, 'etc/greeting'), 'utf8')).toBe('hello\n');
+    await lazy.release(at);
+  });
+
+  it('reads a small layer tail (footer and TOC) in one request that also gives the blob size: no size probe', async () => {
+    const observer = new CountingObserver();
+    const { lazy } = resolver('one-request', { observer });
+    const at = await mountpoint('one-request');
+    const layer = (image as RunnableImage).layers[0] as string;
+    expect(await lazy.resolve({ key: 'k', parent: '', chainId: 'c', labels: criLabels({ [L.criManifestDigest]: (image as RunnableImage).manifestDigest }), mountpoint: at })).toEqual({ mounted: at });
+    expect(observer.exchanges.filter((e) => e.blob === layer).map((e) => `${e.method} ${e.kind} ${e.status}`)).toEqual(['GET blob 206']);
     expect(await readFile(join(at, 'etc/greeting'), 'utf8')).toBe('hello\n');
     await lazy.release(at);
   });

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { InvalidResponseError, RegistryBlobSource, type BlobLocation } from '../../../src/remote/index.js';
+import { InvalidResponseError, RangeNotSupportedError, ResponseTooLargeError, RegistryBlobSource, type BlobLocation } from '../../../src/remote/index.js';
 import type { HttpRequest, HttpResponse } from '../../../src/remote/http/types.js';
 import { sha256 } from '../../../src/util/digest.js';
 
@@ -29,7 +29,11 @@ function fakeLocation(host: string, options: { status?: number; headStatus?: num
       return { status, headers: status === 200 ? { 'content-length': String(blob.length) } : {}, body: Buffer.alloc(0), url: req.url };
     }
     if (options.status) return { status: options.status, headers: {}, body: Buffer.alloc(0), url: req.url };
-    const ranges = (req.headers.range ?? '').replace('bytes=', '').split(',').map((r) => r.split('-').map(Number) as [number, number]);
+    // A suffix range (`bytes=-N`) is the last N bytes, or the whole blob when it is shorter.
+    const suffix = /^bytes=-(\d+)$/.exec(req.headers.range ?? '');
+    const ranges = suffix
+      ? [[Math.max(0, blob.length - Number(suffix[1])), blob.length - 1] as [number, number]]
+      : (req.headers.range ?? '').replace('bytes=', '').split(',').map((r) => r.split('-').map(Number) as [number, number]);
     let res: HttpResponse;
     if (ranges.length === 1) {
       const [a, b] = ranges[0]!;
@@ -38,7 +42,10 @@ function fakeLocation(host: string, options: { status?: number; headStatus?: num
       const parts = ranges.flatMap(([a, b]) => [Buffer.from(`\r\n--XX\r\nContent-Range: bytes ${a}-${b}/${blob.length}\r\n\r\n`), blob.subarray(a, b + 1)]);
       res = { status: 206, headers: { 'content-type': 'multipart/byteranges; boundary=XX' }, body: Buffer.concat([...parts, Buffer.from('\r\n--XX--\r\n')]), url: req.url };
     }
-    return options.tamper ? options.tamper(res, req) : res;
+    const answer = options.tamper ? options.tamper(res, req) : res;
+    // As the real transport does: a body over the request's limit is an error, not data.
+    if (answer.body.length > req.maxBodyBytes) throw new ResponseTooLargeError(req.method, req.url, answer.status, req.maxBodyBytes);
+    return answer;
   };
   return { send, url, scope: 'repository:app:pull', requests };
 }
@@ -121,6 +128,56 @@ describe('RegistryBlobSource', () => {
     const source = await RegistryBlobSource.open({ digest, locations: [location] });
     expect(source.size).toBe(blob.length);
     expect(location.requests.map((r) => `${r.method} ${r.headers.range ?? ''}`)).toEqual(headStatus === 200 ? ['HEAD '] : ['HEAD ', 'GET bytes=0-1']);
+  });
+
+  describe('openAtTail', () => {
+    const openAtTail = (locations: BlobLocation[], tailBytes: number) => RegistryBlobSource.openAtTail({ digest, locations }, tailBytes);
+
+    it('reads the last bytes and learns the size in one suffix-range request, without a probe', async () => {
+      const location = fakeLocation('r.example');
+      const { source, tail } = await openAtTail([location], 1000);
+      expect(source.size).toBe(blob.length);
+      expect(tail.equals(blob.subarray(blob.length - 1000))).toBe(true);
+      expect(location.requests.map((r) => `${r.method} ${r.headers.range ?? ''}`)).toEqual(['GET bytes=-1000']);
+      expect((await source.readAt(10, 5)).equals(blob.subarray(10, 15))).toBe(true);
+    });
+
+    it('gives the whole blob when it is shorter than the tail asked for', async () => {
+      const { source, tail } = await openAtTail([fakeLocation('r.example')], 200_000);
+      expect(source.size).toBe(blob.length);
+      expect(tail.equals(blob)).toBe(true);
+    });
+
+    it('reads the tail as a plain range when the size is known', async () => {
+      const location = fakeLocation('r.example');
+      const { tail } = await RegistryBlobSource.openAtTail({ digest, size: blob.length, locations: [location] }, 1000);
+      expect(tail.equals(blob.subarray(blob.length - 1000))).toBe(true);
+      expect(location.requests.map((r) => r.headers.range)).toEqual([`bytes=${blob.length - 1000}-${blob.length - 1}`]);
+    });
+
+    it('moves to the next location when one fails', async () => {
+      const broken = fakeLocation('mirror.example', { status: 404 });
+      const good = fakeLocation('r.example');
+      const { source, tail } = await openAtTail([broken, good], 100);
+      expect(tail.equals(blob.subarray(blob.length - 100))).toBe(true);
+      expect(source.host).toBe('r.example');
+    });
+
+    it.each<[string, Tamper]>([
+      ['a range that is not the end', (res) => ({ ...res, headers: { 'content-range': `bytes 0-99/${blob.length}` }, body: blob.subarray(0, 100) })],
+      ['no total size', (res) => ({ ...res, headers: { 'content-range': `bytes ${blob.length - 100}-${blob.length - 1}/*` } })],
+      ['a short body', (res) => ({ ...res, body: res.body.subarray(1) })],
+    ])('turns an answer with %s into an error, never data', async (_name, tamper) => {
+      await expect(openAtTail([fakeLocation('r.example', { tamper })], 100)).rejects.toThrow(InvalidResponseError);
+    });
+
+    it('refuses a registry that ignores Range for a blob too big to take whole', async () => {
+      const whole: Tamper = (_res, req) => ({ status: 200, headers: {}, body: blob, url: req.url });
+      await expect(RegistryBlobSource.openAtTail({ digest, locations: [fakeLocation('r.example', { tamper: whole })], read: { wholeBlobLimit: 1000 } }, 100)).rejects.toThrow(RangeNotSupportedError);
+      const { source, tail } = await openAtTail([fakeLocation('r.example', { tamper: whole })], 100);
+      expect(source.size).toBe(blob.length);
+      expect(tail.equals(blob.subarray(blob.length - 100))).toBe(true);
+    });
   });
 
   it('streams the whole blob and checks the digest', async () => {
