@@ -1,6 +1,7 @@
-import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { RequestTimeoutError, ResponseTooLargeError, TlsError, TransportError } from '../errors.js';
 import type { HttpRequest, Send } from './types.js';
+import { Agent, request as undiciRequest, TIMEOUT_ERROR_CODES } from './undici-agent.js';
 
 export interface TransportOptions {
   /** Connections per origin (undici keeps one Pool per origin inside the Agent). */
@@ -44,7 +45,7 @@ export class Transport {
     const signal = active.length > 1 ? AbortSignal.any(active) : active[0];
     let response: Dispatcher.ResponseData;
     try {
-      response = await this.agent.request({
+      response = await undiciRequest(this.agent, {
         origin: request.url.origin,
         path: request.url.pathname + request.url.search,
         method: request.method,
@@ -93,13 +94,13 @@ export class Transport {
 
   private translate(err: unknown, request: HttpRequest): Error {
     if (request.signal?.aborted) return request.signal.reason instanceof Error ? request.signal.reason : new DOMException('aborted', 'AbortError');
-    if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || err instanceof undiciErrors.ConnectTimeoutError) {
+    const code = (err as { code?: string } | undefined)?.code ?? '';
+    if (TIMEOUT_ERROR_CODES.has(code)) {
       return new RequestTimeoutError(request.method, request.url, `no data for ${this.options.requestTimeoutMs} ms`, { cause: err });
     }
     if (request.deadline !== undefined && Date.now() >= request.deadline) {
       return new RequestTimeoutError(request.method, request.url, 'deadline reached during the request', { cause: err });
     }
-    const code = (err as { code?: string } | undefined)?.code ?? '';
     if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(code)) return new TlsError(request.method, request.url, `${code}: ${(err as Error).message}`, { cause: err });
     const reason = err instanceof Error ? `${(err as { code?: string }).code ?? err.name}: ${err.message}` : String(err);
     return new TransportError(request.method, request.url, reason, { cause: err });
