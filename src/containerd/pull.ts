@@ -54,7 +54,8 @@ export interface RemotePullOptions {
   platform?: Platform;
   snapshotter: string;
   registry: RegistryClient;
-  connection: ContainerdConnection;
+  /** A connection being opened is fine: the image's documents are fetched meanwhile. */
+  connection: ContainerdConnection | Promise<ContainerdConnection>;
   events?: PullEvents;
   signal?: AbortSignal;
 }
@@ -128,10 +129,25 @@ function diffIdsOf(config: Buffer, digest: string): string[] {
   return diffIds as string[];
 }
 
+/**
+ * The image's documents from the registry and a lease from containerd, at the same time: a pull's
+ * first round trips to each side overlap (and so does parsing containerd's .proto files, which the
+ * first call does, with the wait for the registry).
+ */
+async function documentsUnderLease(options: RemotePullOptions): Promise<{ docs: ImageDocuments; connection: ContainerdConnection; lease: string }> {
+  const fetching = fetchDocuments(options.registry, options.reference, options.platform, options.signal);
+  const leasing = Promise.resolve(options.connection).then(async (connection) => ({ connection, lease: await new LeasesClient(connection).create('lazypull-rpull', LEASE_EXPIRY_MS) }));
+  const [docs, leased] = await Promise.allSettled([fetching, leasing]);
+  if (docs.status === 'fulfilled' && leased.status === 'fulfilled') return { docs: docs.value, ...leased.value };
+  if (leased.status === 'fulfilled') await new LeasesClient(leased.value.connection).delete(leased.value.lease).catch(() => undefined);
+  // containerd's failure first: a wrong socket is the more basic mistake.
+  throw leased.status === 'rejected' ? leased.reason : (docs as PromiseRejectedResult).reason;
+}
+
 /** Pulls `reference` into containerd, lazily where the snapshotter can. */
 export async function remotePull(options: RemotePullOptions): Promise<PullResult> {
-  const { registry, connection, events = {}, signal } = options;
-  const docs = await fetchDocuments(registry, options.reference, options.platform, signal);
+  const { events = {}, signal } = options;
+  const { docs, connection, lease } = await documentsUnderLease(options);
   const layers = docs.manifest.document.manifest.layers;
   const configDescriptor = docs.manifest.document.manifest.config;
   const target = (docs.index ?? docs.manifest).descriptor;
@@ -145,19 +161,20 @@ export async function remotePull(options: RemotePullOptions): Promise<PullResult
   };
   events.resolved?.(resolved);
 
-  const leases = new LeasesClient(connection);
-  const lease = await leases.create('lazypull-rpull', LEASE_EXPIRY_MS);
   connection.lease = lease;
   try {
     const content = new ContentClient(connection);
-    await storeDocuments(content, docs);
-    const unpacker = new Unpacker(options, content, resolved, docs.ref.withDigest(target.digest), docs.diffIds);
+    // The lease keeps the documents and the snapshots alike, so storing them need not hold up the layers.
+    const stored = storeDocuments(content, docs);
+    stored.catch(() => undefined);
+    const unpacker = new Unpacker({ ...options, connection }, content, resolved, docs.ref.withDigest(target.digest), docs.diffIds);
     const chain = unpacker.chain;
     const layerResults: PulledLayer[] = [];
     for (let i = 0; i < layers.length; i++) {
       signal?.throwIfAborted();
       layerResults.push({ descriptor: layers[i] as Descriptor, chainId: chain[i] as string, outcome: await unpacker.unpackLayer(i) });
     }
+    await stored;
     await labelUnpacked(content, options.snapshotter, docs, chain, layerResults);
     const image = await new ImagesClient(connection).put(resolved.name, target);
     const documentBytes = (docs.index?.bytes.length ?? 0) + docs.manifest.bytes.length + docs.config.length;
@@ -165,18 +182,18 @@ export async function remotePull(options: RemotePullOptions): Promise<PullResult
     return { ...resolved, chainId: chain.at(-1) ?? '', layerResults, downloadedBytes: documentBytes + layerBytes, image };
   } finally {
     connection.lease = undefined;
-    await leases.delete(lease).catch(() => undefined);
+    await new LeasesClient(connection).delete(lease).catch(() => undefined);
   }
 }
 
 /** Config, manifest and index, each labelled so containerd's GC keeps its children (images.ChildGCLabels). */
 async function storeDocuments(content: ContentClient, docs: ImageDocuments): Promise<void> {
   const config = docs.manifest.document.manifest.config;
-  await content.write(ingestRef('config', config.digest), config, docs.config);
-  await content.write(ingestRef('manifest', docs.manifest.descriptor.digest), docs.manifest.descriptor, docs.manifest.bytes, { 'containerd.io/gc.ref.content.config': config.digest });
-  if (docs.index) {
-    await content.write(ingestRef('index', docs.index.descriptor.digest), docs.index.descriptor, docs.index.bytes, { 'containerd.io/gc.ref.content.m.0': docs.manifest.descriptor.digest });
-  }
+  await Promise.all([
+    content.write(ingestRef('config', config.digest), config, docs.config),
+    content.write(ingestRef('manifest', docs.manifest.descriptor.digest), docs.manifest.descriptor, docs.manifest.bytes, { 'containerd.io/gc.ref.content.config': config.digest }),
+    docs.index ? content.write(ingestRef('index', docs.index.descriptor.digest), docs.index.descriptor, docs.index.bytes, { 'containerd.io/gc.ref.content.m.0': docs.manifest.descriptor.digest }) : undefined,
+  ]);
 }
 
 /**
@@ -186,12 +203,14 @@ async function storeDocuments(content: ContentClient, docs: ImageDocuments): Pro
  */
 async function labelUnpacked(content: ContentClient, snapshotter: string, docs: ImageDocuments, chain: string[], layers: PulledLayer[]): Promise<void> {
   const top = chain.at(-1);
-  if (top !== undefined) await content.setLabels(docs.manifest.document.manifest.config.digest, { [`containerd.io/gc.ref.snapshot.${snapshotter}`]: top });
   const blobLabels: Record<string, string> = {};
   layers.forEach((layer, i) => {
     if (layer.outcome.kind === 'fetched') blobLabels[`containerd.io/gc.ref.content.l.${i}`] = layer.descriptor.digest;
   });
-  await content.setLabels(docs.manifest.descriptor.digest, blobLabels);
+  await Promise.all([
+    top !== undefined ? content.setLabels(docs.manifest.document.manifest.config.digest, { [`containerd.io/gc.ref.snapshot.${snapshotter}`]: top }) : undefined,
+    content.setLabels(docs.manifest.descriptor.digest, blobLabels),
+  ]);
 }
 
 /** Layer by layer, in order: each snapshot's parent is the one below it. */
@@ -202,7 +221,7 @@ class Unpacker {
   readonly chain: string[];
 
   constructor(
-    private readonly options: RemotePullOptions,
+    private readonly options: RemotePullOptions & { connection: ContainerdConnection },
     private readonly content: ContentClient,
     private readonly image: ResolvedPull,
     private readonly ref: ImageReference,

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { MultiBar, Presets, type SingleBar } from 'cli-progress';
+import type { MultiBar, SingleBar } from 'cli-progress';
 import { ContainerdConnection, DEFAULT_CONTAINERD_ADDRESS } from '../../containerd/connection.js';
 import { remotePull, type LayerOutcome, type PullEvents, type PullResult, type ResolvedPull } from '../../containerd/pull.js';
 import { DEFAULT_HOSTS_DIR, RegistryClient, type Descriptor, type Platform } from '../../remote/index.js';
@@ -61,8 +61,14 @@ class BarDisplay implements PullDisplay {
   private readonly bars = new Map<number, SingleBar>();
   private layers: Descriptor[] = [];
 
-  constructor(out: NodeJS.WriteStream) {
-    this.multibar = new MultiBar({ stream: out, hideCursor: true, clearOnComplete: false, autopadding: true, format: '{layer} [{bar}] {size} | {state}' }, Presets.shades_classic);
+  private constructor(multibar: MultiBar) {
+    this.multibar = multibar;
+  }
+
+  /** cli-progress is loaded only for a terminal: scripts and CI pay nothing for it at start. */
+  static async create(out: NodeJS.WriteStream): Promise<BarDisplay> {
+    const { MultiBar, Presets } = await import('cli-progress');
+    return new BarDisplay(new MultiBar({ stream: out, hideCursor: true, clearOnComplete: false, autopadding: true, format: '{layer} [{bar}] {size} | {state}' }, Presets.shades_classic));
   }
   resolved(image: ResolvedPull): void {
     this.layers = image.layers;
@@ -109,9 +115,11 @@ export function registerRpull(program: Command): void {
     .option('--hosts-dir <dir>', "containerd's hosts.toml directory (mirrors, CAs)", DEFAULT_HOSTS_DIR)
     .action(async (reference: string, options: RpullOptions) => {
       const started = performance.now();
-      const connection = await ContainerdConnection.open({ address: options.address, namespace: options.namespace });
+      // Connecting to containerd and fetching the image's documents overlap (remotePull awaits both).
+      const connection = ContainerdConnection.open({ address: options.address, namespace: options.namespace });
+      connection.catch(() => undefined);
       const registry = new RegistryClient({ hostsDir: options.hostsDir, ...(options.plainHttp ? { plainHttp: true } : {}) });
-      const display: PullDisplay = process.stdout.isTTY ? new BarDisplay(process.stdout) : new LineDisplay(process.stdout);
+      const display: PullDisplay = process.stdout.isTTY ? await BarDisplay.create(process.stdout) : new LineDisplay(process.stdout);
       // Ctrl-C stops between steps and still removes the half-made snapshot and the lease.
       const abort = new AbortController();
       const onSignal = () => abort.abort(new Error('interrupted'));
@@ -123,7 +131,7 @@ export function registerRpull(program: Command): void {
       } finally {
         display.stop();
         process.off('SIGINT', onSignal);
-        connection.close();
+        (await connection.catch(() => undefined))?.close();
         await registry.close();
       }
     });
