@@ -6,7 +6,7 @@
 import type { ChunkCache } from '../cache/index.js';
 import type { RandomAccessSource } from '../io/random-access.js';
 import { openLayer, TocError } from '../estargz/open.js';
-import type { BackgroundFetchOptions, LayerMount, LayerProgress, MountManager } from '../fs/index.js';
+import type { BackgroundFetchOptions, LayerFetch, LayerMount, LayerProgress, MountManager, RangeSource } from '../fs/index.js';
 import type { LayerIndex } from '../layer/layer-index.js';
 import { PREFETCH_RANGES_ANNOTATION, parsePrefetchRanges, type ByteRange } from '../layer/prefetch-ranges.js';
 import type { Descriptor, ImageManifest, ImageReference, RegistryClient } from '../remote/index.js';
@@ -107,9 +107,31 @@ interface OpenedIndex {
   size: number;
 }
 
+/**
+ * A layer after the one being prepared, opened ahead (TOC verified against the manifest's annotation)
+ * with its prefetch already running, for its own Prepare to mount. Dropped if that Prepare does not
+ * come within WARM_LAYER_TTL_MS or asks for something else.
+ */
+interface WarmLayer extends ReadyLayer {
+  image: string;
+  manifestDigest: Digest;
+  fetch: LayerFetch;
+}
+
+/** What a mount needs: the index, the blob, the profile, and the fetching if it began already. */
+interface ReadyLayer {
+  opened: OpenedIndex;
+  source: RandomAccessSource & RangeSource;
+  prefetchRanges: ByteRange[] | undefined;
+  fetch?: LayerFetch;
+}
+
+const WARM_LAYER_TTL_MS = 60_000;
+
 export class LazyLayerResolver implements RemoteLayerResolver {
   private readonly layers = new Map<string, MountedLayer>();
   private readonly tailFetches = new Map<Digest, Promise<LayerTail>>();
+  private readonly warmLayers = new Map<Digest, { layer: Promise<WarmLayer | undefined>; expiry: NodeJS.Timeout }>();
   /** Tails read from the TailStore rather than the registry. */
   private readonly storedTails = new WeakSet<LayerTail>();
   private readonly manifests = new Map<Digest, Promise<ImageManifest>>();
@@ -130,8 +152,9 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     const started = performance.now();
     try {
       const target = layerTargetOf(request.labels);
-      this.preResolveNeighbours(target);
-      const layer = await this.withDeadline((signal) => this.mountTarget(target, request.chainId, request.mountpoint, signal, { profile: true }));
+      const mounting = this.withDeadline((signal) => this.mountTarget(target, request.chainId, request.mountpoint, signal, { profile: true }));
+      this.warmNeighbours(target, mounting);
+      const layer = await mounting;
       this.options.metrics?.observeMount(seconds(started), 'lazy');
       this.options.log.info('layer mounted lazily', { chainId: request.chainId, image: layer.image, digest: layer.digest, format: layer.format, ms: Math.round(performance.now() - started), index_ms: layer.indexMs });
       return { mounted: request.mountpoint };
@@ -239,12 +262,13 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     // Without a TOC digest label the manifest is needed to find one; otherwise it only carries the profile.
     manifest?.catch(() => undefined);
     const indexStarted = performance.now();
-    const opened = await this.openIndex(target, target.tocDigest ? undefined : manifest, signal);
+    const ready = (options.profile ? await this.takeWarmLayer(target) : undefined) ?? (await this.openReady(target, manifest, options.profile, signal));
     const indexMs = Math.round(performance.now() - indexStarted);
-    const prefetchRanges = options.profile ? this.prefetchProfile(target, await manifest?.catch(() => undefined), opened.size) : undefined;
-    const source = await this.options.client.openBlob(target.image, { digest: target.digest, size: opened.size }, { signal });
+    if (signal.aborted) ready.fetch?.stop();
     signal.throwIfAborted();
+    const { opened, source, prefetchRanges } = ready;
     const mount = await this.options.mounts.mount({
+      ...(ready.fetch ? { started: ready.fetch } : {}),
       mountpoint,
       index: opened.index,
       source,
@@ -273,6 +297,14 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     };
     this.layers.set(mountpoint, layer);
     return layer;
+  }
+
+  /** Opens the layer's index now (no warm layer was waiting), with its profile and blob. */
+  private async openReady(target: LayerTarget, manifest: Promise<ImageManifest> | undefined, profile: boolean, signal: AbortSignal): Promise<ReadyLayer> {
+    const opened = await this.openIndex(target, target.tocDigest ? undefined : manifest, signal);
+    const prefetchRanges = profile ? this.prefetchProfile(target, await manifest?.catch(() => undefined), opened.size) : undefined;
+    const source = await this.options.client.openBlob(target.image, { digest: target.digest, size: opened.size }, { signal });
+    return { opened, source, prefetchRanges };
   }
 
   /**
@@ -450,21 +482,87 @@ export class LazyLayerResolver implements RemoteLayerResolver {
   }
 
   /**
-   * Fetches the tails of the layers after this one in the background, so their Prepares (which
-   * containerd sends one after another) find them ready. Failures are left to each layer's own Prepare.
+   * Gets the layers after this one ready while this one opens, so their Prepares (which containerd
+   * sends one after another) need neither a round trip nor a TOC parse: with the image's manifest, each
+   * is opened and its prefetch started (WarmLayer); without it, only the tails are fetched. Failures are
+   * left to each layer's own Prepare.
    */
-  private preResolveNeighbours(target: LayerTarget): void {
-    const fetchAll = (digests: readonly Digest[]) => {
-      for (const digest of digests) {
-        if (digest !== target.digest) this.tail(target.image, digest).catch(() => undefined);
-      }
-    };
-    fetchAll(target.layers.slice(1));
-    if (target.layersTruncated && target.manifestDigest) {
-      this.manifest(target.image, target.manifestDigest)
-        .then((manifest) => fetchAll(layersAfter(manifest, target.digest)))
-        .catch(() => undefined);
-    }
+  private warmNeighbours(target: LayerTarget, mounting: Promise<unknown>): void {
+    const mountedDigests = new Set([...this.layers.values()].map((layer) => layer.digest));
+    const wanted = (digests: readonly Digest[]) => digests.filter((d) => d !== target.digest && !this.warmLayers.has(d) && !mountedDigests.has(d));
+    const fetchTails = (digests: readonly Digest[]) => digests.map((d) => this.tail(target.image, d).catch(() => undefined));
+    const listed = wanted(target.layers.slice(1));
+    const listedTails = fetchTails(listed);
+    const manifestDigest = target.manifestDigest;
+    if (!manifestDigest) return;
+    this.manifest(target.image, manifestDigest)
+      .then((manifest) => {
+        const after = target.layersTruncated ? wanted(layersAfter(manifest, target.digest)) : listed;
+        // Prefetches start once every TOC is in: the tails the Prepares wait for come first on the link.
+        const ownTail = hasTocAnnotation(manifest, target.digest) ? [this.tail(target.image, target.digest).catch(() => undefined)] : [];
+        const tailsIn = Promise.all([...ownTail, ...listedTails, ...fetchTails(after.filter((d) => !listed.includes(d)))]);
+        // One TOC parse after another, after this layer's mount (and the turn that answers containerd):
+        // the Prepare containerd waits for gets the CPU first.
+        let previous: Promise<unknown> = mounting.catch(() => undefined).then(() => new Promise((resolve) => setImmediate(resolve)));
+        for (const digest of after) {
+          const layer = this.warmUp(target.image, manifest, manifestDigest, digest, previous, tailsIn);
+          layer.catch(() => undefined);
+          previous = layer.catch(() => undefined);
+          const expiry = setTimeout(() => this.dropWarmLayer(digest), WARM_LAYER_TTL_MS).unref();
+          this.warmLayers.set(digest, { layer: layer.catch(() => undefined), expiry });
+        }
+      })
+      .catch(() => undefined);
+  }
+
+  /** Opens a layer of `manifest` against its TOC annotation and starts its prefetch; undefined for a layer without one. */
+  private async warmUp(image: ImageReference, manifest: ImageManifest, manifestDigest: Digest, digest: Digest, previous: Promise<unknown>, tailsIn: Promise<unknown>): Promise<WarmLayer | undefined> {
+    if (!hasTocAnnotation(manifest, digest)) return undefined;
+    const expected = expectedFromAnnotations(manifest.layers.find((l) => l.digest === digest));
+    const target: LayerTarget = { image, digest, manifestDigest, layers: [digest], layersTruncated: false, skipVerify: false };
+    const tail = await this.tail(image, digest);
+    await previous;
+    const opened = await this.openTail(target, tail, expected, true, new AbortController().signal);
+    const prefetchRanges = this.prefetchProfile(target, manifest, opened.size);
+    const source = await this.options.client.openBlob(image, { digest, size: opened.size });
+    await tailsIn;
+    const fetch = this.options.mounts.startFetch({
+      index: opened.index,
+      source,
+      cache: this.options.cache,
+      layerDigest: digest,
+      fetch: { ...this.options.fetch, ...(prefetchRanges ? { prefetchRanges } : {}) },
+      ...(this.options.fetchDeadlineMs !== undefined ? { fetchDeadlineMs: this.options.fetchDeadlineMs } : {}),
+      ...(this.options.smallFileReadAheadBytes !== undefined ? { smallFileReadAheadBytes: this.options.smallFileReadAheadBytes } : {}),
+    });
+    return { image: image.toString(), manifestDigest, opened, source, prefetchRanges, fetch };
+  }
+
+  /** The warm layer for this Prepare, if one was made for exactly what its labels ask. */
+  private async takeWarmLayer(target: LayerTarget): Promise<WarmLayer | undefined> {
+    const entry = this.warmLayers.get(target.digest);
+    if (!entry) return undefined;
+    this.warmLayers.delete(target.digest);
+    clearTimeout(entry.expiry);
+    const warm = await entry.layer;
+    if (!warm) return undefined;
+    const same =
+      warm.image === target.image.toString() &&
+      warm.manifestDigest === target.manifestDigest &&
+      (target.tocDigest === undefined || target.tocDigest === warm.opened.index.tocDigest) &&
+      target.prefetchBytes === undefined &&
+      target.sociIndexDigest === undefined &&
+      !target.skipVerify;
+    if (same) return warm;
+    warm.fetch.stop();
+    return undefined;
+  }
+
+  private dropWarmLayer(digest: Digest): void {
+    const entry = this.warmLayers.get(digest);
+    if (!entry) return;
+    this.warmLayers.delete(digest);
+    void entry.layer.then((warm) => warm?.fetch.stop());
   }
 }
 
@@ -476,6 +574,12 @@ function expectedFromAnnotations(descriptor: Descriptor | undefined): Expected {
     ...(isDigest(toc) ? { tocDigest: toc } : {}),
     ...(isDigest(checksum) ? { manifestChecksum: checksum } : {}),
   };
+}
+
+/** Whether the manifest names a TOC digest for the layer (an eStargz or zstd:chunked layer to verify against it). */
+function hasTocAnnotation(manifest: ImageManifest, digest: Digest): boolean {
+  const expected = expectedFromAnnotations(manifest.layers.find((l) => l.digest === digest));
+  return expected.tocDigest !== undefined || expected.manifestChecksum !== undefined;
 }
 
 function layersAfter(manifest: ImageManifest, digest: Digest): Digest[] {

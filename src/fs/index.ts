@@ -1,5 +1,5 @@
 export { MountManager, cleanStaleMounts, findLazypullMounts } from './mount-manager.js';
-export { LayerMount, DEFAULT_FETCH_DEADLINE_MS, DEFAULT_READ_AHEAD_BYTES, DEFAULT_KERNEL_CACHE_SECONDS, FUSE_SUBTYPE, type LayerMountOptions } from './layer-mount.js';
+export { LayerFetch, LayerMount, DEFAULT_FETCH_DEADLINE_MS, DEFAULT_READ_AHEAD_BYTES, DEFAULT_KERNEL_CACHE_SECONDS, FUSE_SUBTYPE, type LayerFetchOptions, type LayerMountOptions } from './layer-mount.js';
 export { DEFAULT_BACKGROUND_FETCH, type BackgroundFetchOptions, type LayerProgress } from './background-fetch.js';
 export { ChunkFetcher, FetchFailedError, type FetchCounters, type FetchPriority, type RangeSource } from './chunk-fetcher.js';
 export { inlineDecoder, type ChunkDecoder } from './chunk-decoder.js';

@@ -10,9 +10,8 @@ import { observeOperations, type FuseObserver } from './fuse-observer.js';
 import { LayerFilesystem } from './layer-filesystem.js';
 import { LayerView } from './layer-view.js';
 
-export interface LayerMountOptions {
-  /** An existing empty directory. */
-  mountpoint: string;
+/** What a layer's fetching needs: it can start before, and apart from, the layer's FUSE mount. */
+export interface LayerFetchOptions {
   index: LayerIndex;
   /** The blob: RegistryBlobSource (its readRanges coalesces) or any RandomAccessSource. */
   source: RangeSource;
@@ -21,8 +20,6 @@ export interface LayerMountOptions {
   layerDigest: string;
   /** A read that cannot get its bytes in this time answers EIO. Default 30 s. */
   fetchDeadlineMs?: number;
-  /** Fetched ahead of sequential readers. Default 8 MiB. */
-  readAheadBytes?: number;
   /** On an on-demand fetch, the small files that follow it within this many compressed bytes come along. Default 64 KiB; 0: off. */
   smallFileReadAheadBytes?: number;
   /** Prefetch and background fetch settings; `{ background: false }` for on-demand only. */
@@ -31,6 +28,15 @@ export interface LayerMountOptions {
   decoder?: ChunkDecoder;
   /** Urgent fetching shared with other mounts (MountManager), which background fetching yields to. Default: this mount's own. */
   activity?: FetchActivity;
+}
+
+export interface LayerMountOptions extends LayerFetchOptions {
+  /** An existing empty directory. */
+  mountpoint: string;
+  /** Fetching of this same index that began before the mount (LayerFetch.start); the fetch options above are then its own. */
+  started?: LayerFetch;
+  /** Fetched ahead of sequential readers. Default 8 MiB. */
+  readAheadBytes?: number;
   /** Kernel entry/attr cache lifetime in seconds (layers are immutable). Default 1 day. */
   kernelCacheSeconds?: number;
   /** Let other users (and containers' non-root processes) use the mount. Default true. */
@@ -54,6 +60,38 @@ export const DEFAULT_KERNEL_CACHE_SECONDS = 86_400;
 /** mountinfo shows lazypull mounts as this type. */
 export const FUSE_SUBTYPE = 'lazypull';
 
+/**
+ * A layer's chunk fetcher with its prefetch and background passes, running from `start` on. The daemon
+ * starts it for the layers after the one being prepared, so their prefetch overlaps the pull, and hands
+ * it to the layer's mount; a LayerMount not given one starts its own.
+ */
+export class LayerFetch {
+  private constructor(
+    readonly index: LayerIndex,
+    readonly fetcher: ChunkFetcher,
+    readonly background: BackgroundFetch,
+  ) {}
+
+  static start(options: LayerFetchOptions): LayerFetch {
+    const fetcher = new ChunkFetcher({
+      index: options.index,
+      source: options.source,
+      cache: options.cache,
+      layerDigest: options.layerDigest,
+      deadlineMs: options.fetchDeadlineMs ?? DEFAULT_FETCH_DEADLINE_MS,
+      ...(options.decoder ? { decoder: options.decoder } : {}),
+      ...(options.activity ? { activity: options.activity } : {}),
+      smallFileReadAheadBytes: options.smallFileReadAheadBytes ?? DEFAULT_SMALL_FILE_READ_AHEAD_BYTES,
+    });
+    return new LayerFetch(options.index, fetcher, new BackgroundFetch(options.index, fetcher, { ...DEFAULT_BACKGROUND_FETCH, ...options.fetch }));
+  }
+
+  /** Stops the prefetch and background passes (reads in progress finish). */
+  stop(): void {
+    this.background.stop();
+  }
+}
+
 /** One mounted layer. */
 export class LayerMount {
   private unmounted?: Promise<void>;
@@ -68,16 +106,17 @@ export class LayerMount {
   ) {}
 
   static async mount(options: LayerMountOptions): Promise<LayerMount> {
-    const fetcher = new ChunkFetcher({
-      index: options.index,
-      source: options.source,
-      cache: options.cache,
-      layerDigest: options.layerDigest,
-      deadlineMs: options.fetchDeadlineMs ?? DEFAULT_FETCH_DEADLINE_MS,
-      ...(options.decoder ? { decoder: options.decoder } : {}),
-      ...(options.activity ? { activity: options.activity } : {}),
-      smallFileReadAheadBytes: options.smallFileReadAheadBytes ?? DEFAULT_SMALL_FILE_READ_AHEAD_BYTES,
-    });
+    if (options.started && options.started.index !== options.index) throw new Error('the fetching handed to a mount is of another layer index');
+    const started = options.started ?? LayerFetch.start(options);
+    try {
+      return await LayerMount.mountWith(options, started);
+    } catch (err) {
+      started.stop();
+      throw err;
+    }
+  }
+
+  private static async mountWith(options: LayerMountOptions, { fetcher, background }: LayerFetch): Promise<LayerMount> {
     const view = new LayerView(options.index);
     const filesystem = new LayerFilesystem(view, options.index, fetcher, {
       readAheadBytes: options.readAheadBytes ?? DEFAULT_READ_AHEAD_BYTES,
@@ -99,8 +138,7 @@ export class LayerMount {
       fsname: `${fsName(options.layerDigest)},ro,use_ino,negative_timeout=${kernelCache}`,
       subtype: FUSE_SUBTYPE,
     });
-    const backgroundFetch = new BackgroundFetch(options.index, fetcher, { ...DEFAULT_BACKGROUND_FETCH, ...options.fetch });
-    return new LayerMount(options.mountpoint, options.layerDigest, fuse, filesystem, fetcher, backgroundFetch);
+    return new LayerMount(options.mountpoint, options.layerDigest, fuse, filesystem, fetcher, background);
   }
 
   progress(): LayerProgress {

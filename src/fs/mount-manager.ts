@@ -7,7 +7,7 @@ import { FetchActivity } from './fetch-activity.js';
 import type { FuseObserver } from './fuse-observer.js';
 import { readMounts } from './mountinfo.js';
 import { WorkerDecoder } from './worker-decoder.js';
-import { FUSE_SUBTYPE, LayerMount, type LayerMountOptions } from './layer-mount.js';
+import { FUSE_SUBTYPE, LayerFetch, LayerMount, type LayerFetchOptions, type LayerMountOptions } from './layer-mount.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -24,15 +24,31 @@ export class MountManager {
   private readonly observer: FuseObserver | undefined;
   /** One registry link for all layers: background fetching of any layer waits for every layer's urgent work. */
   private readonly activity = new FetchActivity();
+  /** Fetching started ahead of a mount that has not happened yet. */
+  private readonly unmounted = new Set<LayerFetch>();
 
   constructor(options: { decoder?: ChunkDecoder; observer?: FuseObserver } = {}) {
     this.decoder = options.decoder ?? new WorkerDecoder();
     this.observer = options.observer;
   }
 
+  /**
+   * Starts a layer's fetching (its prefetch first) before it is mounted: pass it to `mount` as
+   * `started`, or `stop` it. Shutdown stops those never mounted.
+   */
+  startFetch(options: LayerFetchOptions): LayerFetch {
+    const started = LayerFetch.start({ decoder: this.decoder, activity: this.activity, ...options });
+    this.unmounted.add(started);
+    return started;
+  }
+
   async mount(options: LayerMountOptions): Promise<LayerMount> {
     const mountpoint = resolve(options.mountpoint);
-    if (this.mounts.has(mountpoint)) throw new Error(`${mountpoint} is already mounted by lazypull`);
+    if (options.started) this.unmounted.delete(options.started);
+    if (this.mounts.has(mountpoint)) {
+      options.started?.stop();
+      throw new Error(`${mountpoint} is already mounted by lazypull`);
+    }
     const mount = await LayerMount.mount({ decoder: this.decoder, observer: this.observer, activity: this.activity, ...options, mountpoint });
     this.mounts.set(mountpoint, mount);
     return mount;
@@ -60,6 +76,8 @@ export class MountManager {
 
   /** Unmounts everything and stops the decode workers; tries each mount even when one fails, then reports the failures. */
   async shutdown(): Promise<void> {
+    for (const started of this.unmounted) started.stop();
+    this.unmounted.clear();
     const results = await Promise.allSettled([...this.mounts.keys()].map((path) => this.unmount(path)));
     await this.decoder.close?.();
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');

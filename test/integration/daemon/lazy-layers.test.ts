@@ -12,7 +12,7 @@ import { MemoryOnlyChunkCache } from '../../../src/cache/index.js';
 import { LazyLayerResolver } from '../../../src/daemon/lazy-layers.js';
 import { TailStore } from '../../../src/daemon/layer-tails.js';
 import { ZtocStore } from '../../../src/daemon/ztoc-store.js';
-import { MountManager } from '../../../src/fs/index.js';
+import { MountManager, type BackgroundFetchOptions } from '../../../src/fs/index.js';
 import { openLayer } from '../../../src/estargz/open.js';
 import { BufferSource } from '../../../src/io/random-access.js';
 import { PREFETCH_RANGES_ANNOTATION, formatPrefetchRanges } from '../../../src/layer/prefetch-ranges.js';
@@ -55,7 +55,7 @@ afterAll(async () => {
   }
 });
 
-function resolver(name: string, options: { resolveTimeoutMs?: number; soci?: false | { referrers: boolean }; fetch?: { background: boolean; prefetch: boolean }; observer?: CountingObserver } = {}) {
+function resolver(name: string, options: { resolveTimeoutMs?: number; soci?: false | { referrers: boolean }; fetch?: Partial<BackgroundFetchOptions>; observer?: CountingObserver } = {}) {
   const mounts = new MountManager();
   managers.push(mounts);
   const { observer, ...resolverOptions } = options;
@@ -96,6 +96,35 @@ describe('LazyLayerResolver', () => {
     expect(observer.exchanges.filter((e) => e.blob === layer).map((e) => `${e.method} ${e.kind} ${e.status}`)).toEqual(['GET blob 206']);
     expect(await readFile(join(at, 'etc/greeting'), 'utf8')).toBe('hello\n');
     await lazy.release(at);
+  });
+
+  it('opens the layers after the prepared one ahead and starts their prefetch: their own Prepares then ask the registry nothing', async () => {
+    const two = await pushRunnableImage(registry as TestRegistry, 'daemon/warm', 'v1', [
+      { format: 'estargz', files: { '/a': Buffer.from('first\n') } },
+      { format: 'estargz', files: { '/b': Buffer.from('second\n') } },
+    ]);
+    const observer = new CountingObserver();
+    const { lazy } = resolver('warm', { observer, fetch: { background: false, prefetch: true, prefetchWholeLayerBytes: 1 << 20 } });
+    const [first, second] = two.layers as [string, string];
+    const labelsOf = (index: number) => ({
+      [L.criImageRef]: two.ref.replace((registry as TestRegistry).host, (relay as TcpRelay).host),
+      [L.criLayerDigest]: two.layers[index] as string,
+      [L.criManifestDigest]: two.manifestDigest,
+      [L.criImageLayers]: two.layers.slice(index).join(','),
+    });
+    const at1 = await mountpoint('warm-1');
+    expect(await lazy.resolve({ key: 'k1', parent: '', chainId: 'c1', labels: labelsOf(0), mountpoint: at1 })).toEqual({ mounted: at1 });
+    // The second layer: its tail, then its prefetch, with nobody having asked for it yet.
+    await vi.waitFor(() => expect(observer.exchanges.filter((e) => e.blob === second)).toHaveLength(2), { timeout: 5_000 });
+    const asked = observer.exchanges.length;
+    const at2 = await mountpoint('warm-2');
+    expect(await lazy.resolve({ key: 'k2', parent: '', chainId: 'c2', labels: labelsOf(1), mountpoint: at2 })).toEqual({ mounted: at2 });
+    expect(await readFile(join(at2, 'b'), 'utf8')).toBe('second\n');
+    expect(observer.exchanges.slice(asked)).toEqual([]);
+    expect(lazy.progressOf(at2)).toMatchObject({ prefetchDone: true });
+    expect(observer.exchanges.some((e) => e.blob === first)).toBe(true);
+    await lazy.release(at1);
+    await lazy.release(at2);
   });
 
   it('without a TOC digest anywhere, falls back as no-toc-digest', async () => {
