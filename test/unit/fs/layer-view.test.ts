@@ -47,6 +47,19 @@ describe('LayerView', () => {
     expect(new LayerView(unicode).get('/')!.childNames).toEqual(byUtf8);
   });
 
+  it('finds nothing under a file, nor a hidden name anywhere on the way', () => {
+    expect(view.get('/both/x')).toBeUndefined();
+    expect(view.get('/dir/.wh.gone/x')).toBeUndefined();
+    expect(view.get('/nothing/at/all')).toBeUndefined();
+  });
+
+  it('counts the paths it shows, the root included, whether or not they were looked up', () => {
+    const fresh = new LayerView(index);
+    // /, both, dir, dir/gone, dir/kept, opaque, opaque/new
+    expect(fresh.size).toBe(7);
+    expect(view.size).toBe(7);
+  });
+
   it('counts directory links as 2 + subdirectories', () => {
     expect(view.get('/')!.nlink).toBe(4);
     expect(view.get('/dir')!.nlink).toBe(2);
