@@ -127,6 +127,12 @@ interface ReadyLayer {
 }
 
 const WARM_LAYER_TTL_MS = 60_000;
+/**
+ * A warm layer whose tail is at most this big is opened as soon as it is in, not after the layers
+ * before it: python's 15-entry python layer of benchmarks/hello parses in about a millisecond, and
+ * its 4.4 MB prefetch then starts 0.2 s sooner (while the 5,700-entry distro TOC parses).
+ */
+const QUICK_PARSE_TAIL_BYTES = 64 << 10;
 
 export class LazyLayerResolver implements RemoteLayerResolver {
   private readonly layers = new Map<string, MountedLayer>();
@@ -521,7 +527,8 @@ export class LazyLayerResolver implements RemoteLayerResolver {
     const expected = expectedFromAnnotations(manifest.layers.find((l) => l.digest === digest));
     const target: LayerTarget = { image, digest, manifestDigest, layers: [digest], layersTruncated: false, skipVerify: false };
     const tail = await this.tail(image, digest);
-    await previous;
+    // A small TOC parses in a few ms: its layer's prefetch need not wait for the big parses before it.
+    if (tail.bytes.length > QUICK_PARSE_TAIL_BYTES) await previous;
     const opened = await this.openTail(target, tail, expected, true, new AbortController().signal);
     const prefetchRanges = this.prefetchProfile(target, manifest, opened.size);
     const source = await this.options.client.openBlob(image, { digest, size: opened.size });
