@@ -7,7 +7,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createChunkCache, type TieredChunkCache } from '../cache/index.js';
 import type { DaemonConfig } from '../config/config.js';
-import { cleanStaleMounts, MountManager } from '../fs/index.js';
+import { cleanStaleMounts, DEFAULT_WORKER_DECODER, MountManager, WorkerDecoder } from '../fs/index.js';
 import { serveSnapshots, type SnapshotsServer } from '../grpc/server.js';
 import { statusService } from '../grpc/status-service.js';
 import { DaemonMetrics, serveMetrics } from '../metrics/index.js';
@@ -71,7 +71,7 @@ async function assemble(config: DaemonConfig, log: Logger, closers: Closers): Pr
   closers.add(() => cache.close());
   const client = new RegistryClient({ hostsDir: config.registry.hostsDir || null, observer: metrics.remoteObserver });
   closers.add(() => client.close());
-  const mounts = new MountManager({ observer: metrics.fuseObserver });
+  const mounts = new MountManager({ observer: metrics.fuseObserver, decoder: new WorkerDecoder({ ...DEFAULT_WORKER_DECODER, keepWarm: true }) });
   closers.add(() => mounts.shutdown());
 
   const resolver = new LazyLayerResolver({

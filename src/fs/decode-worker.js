@@ -1,6 +1,7 @@
 // Plain JavaScript on purpose: Piscina loads this file in worker threads without a TypeScript loader.
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
+import { move } from 'piscina';
 import { zstdBinding } from '../compression/compress-core.js';
 
 /**
@@ -12,7 +13,7 @@ import { zstdBinding } from '../compression/compress-core.js';
  * @property {number} maxInflated      bound on inflation (decompression bombs fail)
  * @property {string | undefined} digest  `sha256:` the chunk must hash to; undefined: unverified layer
  *
- * @typedef {{ data: Uint8Array } | { error: string, kind: 'corrupt' | 'verification' }} DecodeResult
+ * @typedef {Uint8Array | { error: string, kind: 'corrupt' | 'verification' }} DecodeResult
  */
 
 /** @type {{ decompress(dst: Uint8Array, src: Uint8Array): number } | undefined} */
@@ -34,10 +35,12 @@ function inflate(encoding, compressed, maxInflated) {
 /**
  * Inflates one member, cuts the chunk out and checks its sha256: the same rules as the format's decode,
  * for the encodings every chunked format shares. Errors come back as values (kind + message).
- * @param {DecodeTask} task
- * @returns {DecodeResult}
+ * @param {DecodeTask | { warm: true }} task
+ * @returns {DecodeResult | null}
  */
 export default function decodeChunk(task) {
+  // WorkerDecoder.warm: the worker has loaded this module, which is all that was asked.
+  if ('warm' in task) return null;
   const compressed = Buffer.from(task.compressed.buffer, task.compressed.byteOffset, task.compressed.byteLength);
   let inflated;
   try {
@@ -48,10 +51,11 @@ export default function decodeChunk(task) {
   if (inflated.length < task.innerOffset + task.size) {
     return { kind: 'corrupt', error: `member inflates to ${inflated.length} bytes, short of the chunk's ${task.innerOffset + task.size}` };
   }
-  const data = inflated.subarray(task.innerOffset, task.innerOffset + task.size);
+  const data = new Uint8Array(inflated.buffer, inflated.byteOffset + task.innerOffset, task.size);
   if (task.digest !== undefined) {
     const actual = `sha256:${createHash('sha256').update(data).digest('hex')}`;
     if (actual !== task.digest) return { kind: 'verification', error: `chunk has digest ${actual}, expected ${task.digest}` };
   }
-  return { data };
+  // Moved, not copied, back to the main thread (the inflated member's buffer goes with it; nothing else uses it).
+  return /** @type {DecodeResult} */ (move(data));
 }

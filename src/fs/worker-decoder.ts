@@ -12,7 +12,7 @@ export class ChunkDecodeError extends Error {
   }
 }
 
-type DecodeResult = { data: Uint8Array } | { error: string; kind: 'corrupt' | 'verification' };
+type DecodeResult = Uint8Array | { error: string; kind: 'corrupt' | 'verification' };
 
 export interface WorkerDecoderOptions {
   /**
@@ -22,6 +22,12 @@ export interface WorkerDecoderOptions {
    */
   minWorkerBytes: number;
   threads: number;
+  /**
+   * Start the workers at once and keep them (a long-running daemon): the first chunks a pull fetches
+   * then neither wait for nor share the CPU with workers loading their modules, about 100 ms of CPU
+   * each here. Otherwise workers start with the first task and leave after 5 s idle.
+   */
+  keepWarm?: boolean;
 }
 
 export const DEFAULT_WORKER_DECODER: WorkerDecoderOptions = { minWorkerBytes: 512 * 1024, threads: 2 };
@@ -34,6 +40,7 @@ export const DEFAULT_WORKER_DECODER: WorkerDecoderOptions = { minWorkerBytes: 51
  */
 export class WorkerDecoder implements ChunkDecoder {
   private readonly pool: Piscina;
+  private readonly warming: Promise<void> | undefined;
 
   constructor(private readonly options: WorkerDecoderOptions = DEFAULT_WORKER_DECODER) {
     this.pool = new Piscina({
@@ -41,28 +48,40 @@ export class WorkerDecoder implements ChunkDecoder {
       // Workers start with the first task, never at construction: destroying a pool whose worker is
       // still loading its module aborts the whole process on Node 20.19+ (a fatal error inside
       // require(esm), seen in full test runs where a mount manager was made and shut down at once).
-      minThreads: 0,
+      minThreads: options.keepWarm ? Math.max(1, options.threads) : 0,
       maxThreads: Math.max(1, options.threads),
       idleTimeout: 5000,
     });
+    // A task per worker: close() waits for it, so no worker is destroyed while still loading.
+    if (options.keepWarm) this.warming = Promise.all(Array.from({ length: Math.max(1, options.threads) }, () => this.pool.run({ warm: true }))).then(() => undefined, () => undefined);
   }
 
   async decode(index: LayerIndex, chunk: ChunkRef, compressed: Buffer): Promise<Buffer> {
     const offload = (chunk.encoding === 'gzip' || chunk.encoding === 'zstd') && chunk.innerOffset + chunk.size >= this.options.minWorkerBytes && (!index.verified || chunk.digest !== undefined);
     if (!offload) return index.decode(chunk, compressed);
-    const result = (await this.pool.run({
-      encoding: chunk.encoding,
-      compressed,
-      innerOffset: chunk.innerOffset,
-      size: chunk.size,
-      maxInflated: chunk.maxInflated,
-      digest: index.verified ? chunk.digest : undefined,
-    })) as DecodeResult;
-    if ('error' in result) throw new ChunkDecodeError(`chunk at compressed offset ${chunk.compressedOffset}: ${result.error}`, result.kind);
-    return Buffer.from(result.data.buffer, result.data.byteOffset, result.data.byteLength);
+    // The member gets its own buffer, moved to the worker: posting a view would copy the whole buffer
+    // behind it (a batch response, 4.4 MB for python's prefetch in benchmarks/hello) for every chunk.
+    const member = new Uint8Array(compressed.byteLength);
+    member.set(compressed);
+    const task = { encoding: chunk.encoding, compressed: member, innerOffset: chunk.innerOffset, size: chunk.size, maxInflated: chunk.maxInflated, digest: index.verified ? chunk.digest : undefined };
+    const result = (await this.pool.run(task, { transferList: [member.buffer] })) as DecodeResult;
+    if (!(result instanceof Uint8Array)) throw new ChunkDecodeError(`chunk at compressed offset ${chunk.compressedOffset}: ${result.error}`, result.kind);
+    return Buffer.from(result.buffer, result.byteOffset, result.byteLength);
+  }
+
+  /** Worker threads alive now (status and tests). */
+  get liveWorkers(): number {
+    return this.pool.threads.length;
+  }
+
+  /** Resolves once the workers a `keepWarm` decoder starts have loaded (at once for the others). */
+  get ready(): Promise<void> {
+    return this.warming ?? Promise.resolve();
   }
 
   async close(): Promise<void> {
+    // A worker still loading its module must not be destroyed (see minThreads above).
+    await this.warming;
     await this.pool.destroy();
   }
 }
