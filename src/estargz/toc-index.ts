@@ -44,8 +44,11 @@ interface BuildContext {
 }
 
 const TYPES: ReadonlySet<string> = new Set(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'chunk']);
-const INTEGER_FIELDS = ['size', 'mode', 'uid', 'gid', 'offset', 'endOffset', 'innerOffset', 'devMajor', 'devMinor', 'chunkOffset', 'chunkSize'] as const;
-const STRING_FIELDS = ['modtime', 'linkName', 'userName', 'groupName', 'digest', 'chunkDigest', 'chunkType'] as const;
+/** The type each known field must have; other fields are ignored, as the reference readers do. */
+const FIELD_KINDS: ReadonlyMap<string, 'integer' | 'string'> = new Map([
+  ...(['size', 'mode', 'uid', 'gid', 'offset', 'endOffset', 'innerOffset', 'devMajor', 'devMinor', 'chunkOffset', 'chunkSize'] as const).map((f) => [f, 'integer'] as const),
+  ...(['modtime', 'linkName', 'userName', 'groupName', 'digest', 'chunkDigest', 'chunkType'] as const).map((f) => [f, 'string'] as const),
+]);
 /** Slack per member for tar metadata we cannot size from the TOC (PAX records such as atime, comments). */
 const MEMBER_SLACK = 64 << 10;
 
@@ -69,13 +72,13 @@ function checkShape(raw: unknown, i: number): TocEntryJson {
   const e = raw as Record<string, unknown>;
   if (typeof e.name !== 'string') fail(i, undefined, 'has no name');
   if (typeof e.type !== 'string' || !TYPES.has(e.type)) fail(i, e, `unknown type ${JSON.stringify(e.type)}`);
-  for (const field of INTEGER_FIELDS) {
+  // The fields an entry has (about ten), not all eighteen known ones: half the work per entry.
+  for (const field in e) {
+    const kind = FIELD_KINDS.get(field);
     const v = e[field];
-    if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) fail(i, e, `${field} must be a non-negative integer`);
-  }
-  for (const field of STRING_FIELDS) {
-    const v = e[field];
-    if (v !== undefined && typeof v !== 'string') fail(i, e, `${field} must be a string`);
+    if (kind === undefined || v === undefined) continue;
+    if (kind === 'integer' && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)) fail(i, e, `${field} must be a non-negative integer`);
+    if (kind === 'string' && typeof v !== 'string') fail(i, e, `${field} must be a string`);
   }
   if (e.xattrs !== undefined && (typeof e.xattrs !== 'object' || e.xattrs === null || Array.isArray(e.xattrs))) fail(i, e, 'xattrs must be an object');
   return e as unknown as TocEntryJson;
