@@ -73,6 +73,25 @@ describe('mount-time prefetch of a small layer', () => {
     expect(fetcher.counters.fetchedBytes).toBe(0);
   });
 
+  it("takes /etc/passwd and /etc/group, which every container start reads, beyond a larger layer's first prefetchBytes, but not against a range profile", async () => {
+    const layer = fakeLayer([
+      { path: 'usr', type: 'dir' },
+      { path: 'usr/big', data: pseudoRandom(6, 6000), chunkSize: 1000 },
+      { path: 'etc', type: 'dir' },
+      { path: 'etc/group', data: Buffer.from('root:x:0:\n') },
+      { path: 'etc/passwd', data: Buffer.from('root:x:0:0:root:/root:/bin/sh\n') },
+    ]);
+    const member = (path: string) => layer.index.lookup(path)!.chunks[0]!;
+    const bytesOf = (path: string) => member(path).compressedEnd - member(path).compressedOffset;
+    const plain = start(layer, { prefetchWholeLayerBytes: 0 });
+    await plain.fetch.prefetched;
+    expect(plain.fetch.progress(0).prefetchBytes).toBe(bytesOf('etc/group') + bytesOf('etc/passwd'));
+    expect(await plain.cache.has(plain.fetcher.keyOf(member('etc/passwd')))).toBe(true);
+    const profiled = start(layer, { prefetchWholeLayerBytes: 0, prefetchRanges: [] });
+    await profiled.fetch.prefetched;
+    expect(profiled.fetch.progress(0).prefetchBytes).toBe(0);
+  });
+
   it('is off with prefetch off', async () => {
     const layer = eightMembers();
     const { fetch, fetcher } = start(layer, { prefetch: false, prefetchWholeLayerBytes: layer.blob.length });
