@@ -5,7 +5,7 @@ import type { LayerFormat, LayerIndex } from '../layer/layer-index.js';
 import { TarReader } from '../tar/reader.js';
 import { sha256, type Digest } from '../util/digest.js';
 import { detectFooter, MAX_FOOTER_SIZE, type FooterInfo } from './footer.js';
-import { buildTocTree, DEFAULT_TOC_LIMITS, type TocLimits } from './toc-index.js';
+import { buildTocTreeYielding, DEFAULT_TOC_LIMITS, type TocLimits } from './toc-index.js';
 import { TOC_TAR_NAME } from './toc.js';
 
 export interface OpenOptions {
@@ -72,7 +72,7 @@ export async function openLayer(source: RandomAccessSource, options: OpenOptions
     throw new TocError(`TOC digest ${tocDigest} does not match the expected ${options.expectedTocDigest}`);
   }
   const entries = parseTocJson(tocJson);
-  const tree = buildTocTree(entries, {
+  const tree = await buildTocTreeYielding(entries, {
     format,
     dataEnd: dataRegionEnd(footer),
     encoding: footer.kind.startsWith('zstd') ? 'zstd' : 'gzip',

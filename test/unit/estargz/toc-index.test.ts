@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_TOC_LIMITS, TocValidationError, buildTocTree } from '../../../src/estargz/toc-index.js';
+import { DEFAULT_TOC_LIMITS, TocValidationError, buildTocTree, buildTocTreeYielding } from '../../../src/estargz/toc-index.js';
 import type { TocEntryJson } from '../../../src/estargz/toc.js';
 
 const D = (c: string) => `sha256:${c.repeat(64)}`;
@@ -103,5 +103,28 @@ describe('TOC tree', () => {
     expect(chunk.maxInflated).toBeGreaterThan(10 + 512);
     expect(chunk.maxInflated).toBeLessThan(256 << 10);
     expect(tree.entries.get('g')!.chunks[0]!.compressedEnd).toBe(100_000);
+  });
+});
+
+describe('buildTocTreeYielding', () => {
+  const many = Array.from({ length: 3500 }, (_, i) => ({ name: `d${i % 7}/f${i}`, type: 'symlink', linkName: 'x' }));
+
+  it('builds the same tree as buildTocTree, giving the event loop turns while it works', async () => {
+    let turns = 0;
+    let counting = true;
+    const tick = (): void => {
+      turns++;
+      if (counting) setImmediate(tick);
+    };
+    setImmediate(tick);
+    const tree = await buildTocTreeYielding(many, ctx);
+    counting = false;
+    expect(turns).toBeGreaterThanOrEqual(3);
+    expect([...tree.entries.keys()]).toEqual([...buildTocTree(many, ctx).entries.keys()]);
+  });
+
+  it('reports a bad entry as buildTocTree does', async () => {
+    const bad = [...many, { name: '../escape', type: 'reg' }];
+    await expect(buildTocTreeYielding(bad, ctx)).rejects.toThrow(TocValidationError);
   });
 });
