@@ -5,8 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { LOADER_OPTIONS, protoRoot } from '../grpc/protos.js';
+import { loadService } from '../grpc/protos.js';
 
 /** containerd reads the namespace of a call from this metadata key (namespaces.GRPCHeader). */
 export const NAMESPACE_HEADER = 'containerd-namespace';
@@ -14,8 +13,6 @@ export const NAMESPACE_HEADER = 'containerd-namespace';
 export const LEASE_HEADER = 'containerd-lease';
 export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
 
-const API = 'github.com/containerd/containerd/api/services';
-const PROTO_FILES = [`${API}/content/v1/content.proto`, `${API}/diff/v1/diff.proto`, `${API}/images/v1/images.proto`, `${API}/leases/v1/leases.proto`, `${API}/snapshots/v1/snapshots.proto`];
 export const SERVICES = {
   content: 'containerd.services.content.v1.Content',
   diff: 'containerd.services.diff.v1.Diff',
@@ -58,16 +55,9 @@ type DuplexMethod = (metadata: grpc.Metadata, options: grpc.CallOptions) => grpc
 
 let constructors: Map<ServiceName, grpc.ServiceClientConstructor> | undefined;
 
-/** The client constructors of the five services, parsed from the vendored .proto tree once per process. */
+/** The client constructors of the five services. */
 function loadConstructors(): Map<ServiceName, grpc.ServiceClientConstructor> {
-  const api = grpc.loadPackageDefinition(protoLoader.loadSync(PROTO_FILES, { ...LOADER_OPTIONS, includeDirs: [protoRoot()] }));
-  const found = new Map<ServiceName, grpc.ServiceClientConstructor>();
-  for (const [service, fullName] of Object.entries(SERVICES) as [ServiceName, string][]) {
-    const node = fullName.split('.').reduce<unknown>((parent, part) => (parent as Record<string, unknown> | undefined)?.[part], api);
-    if (typeof node !== 'function') throw new Error(`vendored .proto files define no service ${fullName}`);
-    found.set(service, node as grpc.ServiceClientConstructor);
-  }
-  return found;
+  return new Map((Object.entries(SERVICES) as [ServiceName, string][]).map(([service, fullName]) => [service, loadService(fullName).Client]));
 }
 
 export interface ConnectionOptions {
