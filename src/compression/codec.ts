@@ -1,5 +1,4 @@
-import { gunzipSync } from 'node:zlib';
-import { gzipCompress, zstdBinding, zstdCompress } from './compress-core.js';
+import { gunzipBounded, gzipCompress, zstdBinding, zstdCompress } from './compress-core.js';
 
 /**
  * Whole-member compression used by both the writer (one gzip member or zstd frame per chunk) and the
@@ -25,7 +24,7 @@ export const gzipCodec: Codec = {
   compress: gzipCompress,
   decompress(data, maxOutput) {
     try {
-      return gunzipSync(data, { maxOutputLength: Math.max(1, maxOutput) });
+      return gunzipBounded(data, maxOutput);
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === 'ERR_BUFFER_TOO_LARGE') throw new DecompressionBombError(`compressed data inflates past the ${maxOutput}-byte bound`);

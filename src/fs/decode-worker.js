@@ -1,8 +1,7 @@
 // Plain JavaScript on purpose: Piscina loads this file in worker threads without a TypeScript loader.
 import { createHash } from 'node:crypto';
-import { gunzipSync } from 'node:zlib';
 import { move } from 'piscina';
-import { zstdBinding } from '../compression/compress-core.js';
+import { gunzipBounded, zstdBinding } from '../compression/compress-core.js';
 
 /**
  * @typedef {object} DecodeTask
@@ -23,10 +22,11 @@ let zstdContext;
  * @param {DecodeTask['encoding']} encoding
  * @param {Buffer} compressed
  * @param {number} maxInflated
+ * @param {number} needed  bytes of the inflated member the chunk ends at
  * @returns {Buffer}
  */
-function inflate(encoding, compressed, maxInflated) {
-  if (encoding === 'gzip') return gunzipSync(compressed, { maxOutputLength: Math.max(1, maxInflated) });
+function inflate(encoding, compressed, maxInflated, needed) {
+  if (encoding === 'gzip') return gunzipBounded(compressed, maxInflated, needed);
   zstdContext ??= new zstdBinding.DCtx();
   const out = Buffer.allocUnsafe(maxInflated);
   return out.subarray(0, zstdContext.decompress(out, compressed));
@@ -44,7 +44,7 @@ export default function decodeChunk(task) {
   const compressed = Buffer.from(task.compressed.buffer, task.compressed.byteOffset, task.compressed.byteLength);
   let inflated;
   try {
-    inflated = inflate(task.encoding, compressed, task.maxInflated);
+    inflated = inflate(task.encoding, compressed, task.maxInflated, task.innerOffset + task.size);
   } catch (err) {
     return { kind: 'corrupt', error: `invalid ${task.encoding} member: ${/** @type {Error} */ (err).message}` };
   }

@@ -16,3 +16,18 @@ describe.each([gzipCodec, zstdCodec])('$name codec', (codec) => {
     expect(() => codec.decompress(Buffer.from('definitely not compressed'), 1000)).toThrow(CorruptDataError);
   });
 });
+
+describe('gunzipBounded', () => {
+  it('inflates large outputs whole and small ones without holding a large piece of memory', async () => {
+    const { gunzipBounded } = await import('../../src/compression/compress-core.js');
+    const large = Buffer.from(Array.from({ length: 60_000 }, (_, i) => `{"name":"usr/lib/file-${i}","type":"reg"},`).join(''));
+    const small = Buffer.from('a small file\n');
+    const inflatedLarge = gunzipBounded(gzipCodec.compress(large, 6), 64 << 20);
+    expect(inflatedLarge.equals(large)).toBe(true);
+    // Guessing an output far larger than it is (a TOC's 64 MiB bound, a member's slack) leaves no big buffer behind.
+    const inflatedSmall = gunzipBounded(gzipCodec.compress(small, 6), 64 << 20, 1 << 20);
+    expect(inflatedSmall.equals(small)).toBe(true);
+    expect(inflatedSmall.buffer.byteLength).toBeLessThanOrEqual(small.length + (16 << 10));
+    expect(() => gunzipBounded(gzipCodec.compress(large, 6), 1000)).toThrow();
+  });
+});
