@@ -71,6 +71,8 @@ export async function openLayer(source: RandomAccessSource, options: OpenOptions
   if (options.expectedTocDigest && tocDigest !== options.expectedTocDigest) {
     throw new TocError(`TOC digest ${tocDigest} does not match the expected ${options.expectedTocDigest}`);
   }
+  // Inflating and parsing a big TOC take a few ms each: other work gets a turn between them.
+  await nextTurn();
   const entries = parseTocJson(tocJson);
   const tree = await buildTocTreeYielding(entries, {
     format,
@@ -133,4 +135,8 @@ function parseTocJson(json: Buffer): unknown {
   const version = (toc as { version?: unknown }).version;
   if (version !== undefined && version !== 1) throw new TocError(`TOC version ${String(version)} is not supported (only 1)`);
   return (toc as { entries: unknown }).entries;
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
