@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from 'commander';
-import { parsePlatform, type Platform } from '../remote/index.js';
+import { parsePlatform, type Platform } from '../remote/platform.js';
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1 << 10, kb: 1000, kib: 1 << 10, m: 1 << 20, mb: 1e6, mib: 1 << 20, g: 1 << 30, gb: 1e9, gib: 1 << 30 };
 

@@ -6,7 +6,9 @@
 import { readFile } from 'node:fs/promises';
 import { parse } from 'smol-toml';
 
-export const DEFAULT_CONFIG_PATH = '/etc/lazypull/config.toml';
+import { DEFAULT_CONFIG_PATH, DEFAULT_DAEMON_ADDRESS } from './paths.js';
+
+export { DEFAULT_CONFIG_PATH } from './paths.js';
 
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -57,7 +59,7 @@ export interface DaemonConfig {
 
 export const DEFAULT_DAEMON_CONFIG: Readonly<DaemonConfig> = Object.freeze<DaemonConfig>({
   root: '/var/lib/lazypull',
-  address: '/run/lazypull/lazypull.sock',
+  address: DEFAULT_DAEMON_ADDRESS,
   logLevel: 'info',
   layers: { verify: true, resolveTimeoutSec: 30, restoreFailure: 'report' },
   fetch: { prefetch: true, prefetchBytes: 0, prefetchWholeLayerBytes: 8 << 20, background: true, readTimeoutSec: 30, smallFileReadAheadBytes: 64 << 10, prefetchWaitSec: 0, prefetchWaitMaxBytes: 128 << 20 },

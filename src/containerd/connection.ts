@@ -5,13 +5,14 @@
  */
 import { existsSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { DEFAULT_CONTAINERD_ADDRESS } from '../config/paths.js';
 import { loadService } from '../grpc/protos.js';
 
 /** containerd reads the namespace of a call from this metadata key (namespaces.GRPCHeader). */
 export const NAMESPACE_HEADER = 'containerd-namespace';
 /** Resources a call creates are added to this lease (leases.GRPCHeader). */
 export const LEASE_HEADER = 'containerd-lease';
-export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
+export { DEFAULT_CONTAINERD_ADDRESS } from '../config/paths.js';
 
 export const SERVICES = {
   content: 'containerd.services.content.v1.Content',

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
+import { DEFAULT_HOSTS_DIR } from '../config/paths.js';
 import { RegistryError } from './errors.js';
 import { DOCKER_HUB, isLocalHost } from './reference.js';
 
@@ -43,7 +44,7 @@ export interface HostsOptions {
   plainHttp?: boolean;
 }
 
-export const DEFAULT_HOSTS_DIR = '/etc/containerd/certs.d';
+export { DEFAULT_HOSTS_DIR } from '../config/paths.js';
 const ALL_CAPABILITIES: Capability[] = ['pull', 'resolve', 'push'];
 
 export class HostsConfigError extends RegistryError {
