@@ -267,7 +267,8 @@ async function measure(image: BuiltImage, link: LinkSpec, mode: Mode, ref: strin
     const pull =
       mode.snapshotter === 'overlayfs'
         ? await cd.ctr(['images', 'pull', '--plain-http', ref], { namespace: NAMESPACE, timeoutMs: 600_000 })
-        : await lazypull(['rpull', '--address', cd.address, '--namespace', NAMESPACE, '--plain-http', ref]);
+        : // Through the daemon (as on a node), with the hosts.toml the daemon has: plain HTTP to the shaped registry.
+          await lazypull(['rpull', '--address', cd.address, '--namespace', NAMESPACE, '--daemon', join(work, 'lp.sock'), '--hosts-dir', join(work, 'hosts'), ref]);
     const t1 = process.hrtime.bigint();
     const id = `hello-${runIndex}`;
     await cd.ctr(['containers', 'create', ...(mode.snapshotter === 'lazypull' ? ['--snapshotter', 'lazypull'] : []), ref, id], { namespace: NAMESPACE, timeoutMs: 120_000 });

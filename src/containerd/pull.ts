@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostPlatform, selectPlatform, type Descriptor, type FetchedManifest, type ImageManifest, type ImageReference, type Platform, type RegistryClient } from '../remote/index.js';
 import { parseReference } from '../remote/index.js';
+import type { Digest } from '../util/digest.js';
 import { chainIds } from './chain-id.js';
 import { isAlreadyExists, isNotFound, type ContainerdConnection } from './connection.js';
 import { ContentClient } from './content.js';
@@ -58,6 +59,11 @@ export interface RemotePullOptions {
   connection: ContainerdConnection | Promise<ContainerdConnection>;
   events?: PullEvents;
   signal?: AbortSignal;
+  /**
+   * Called once the image manifest is in, before the config, the lease and any layer: the daemon's
+   * own pulls open the layers' TOCs from here. `image` is the reference the layer labels carry.
+   */
+  onManifest?(image: ImageReference, manifestDigest: Digest, manifest: ImageManifest): void;
 }
 
 export interface PulledLayer {
@@ -98,7 +104,8 @@ interface ImageDocuments {
 }
 
 /** Resolves the reference, keeping the exact bytes of every document: containerd stores them as they are. */
-async function fetchDocuments(registry: RegistryClient, reference: string, platform: Platform | undefined, signal?: AbortSignal): Promise<ImageDocuments> {
+async function fetchDocuments(options: RemotePullOptions): Promise<ImageDocuments> {
+  const { registry, reference, platform, signal } = options;
   const ref = parseReference(reference);
   const top = await registry.fetchManifest(ref, ref.object, signal);
   let index: FetchedManifest | undefined;
@@ -111,6 +118,7 @@ async function fetchDocuments(registry: RegistryClient, reference: string, platf
   if (manifest.document.kind !== 'manifest') throw new Error(`${ref}: index entry ${manifest.descriptor.digest} is not an image manifest`);
   const image = manifest.document.manifest;
   const pinned = ref.withDigest(top.descriptor.digest);
+  options.onManifest?.(pinned, manifest.descriptor.digest, image);
   const config = await registry.fetchBlob(pinned, image.config, signal);
   const diffIds = diffIdsOf(config, image.config.digest);
   if (diffIds.length !== image.layers.length) throw new Error(`${ref}: the config lists ${diffIds.length} diff IDs for ${image.layers.length} layers`);
@@ -135,7 +143,7 @@ function diffIdsOf(config: Buffer, digest: string): string[] {
  * first call does, with the wait for the registry).
  */
 async function documentsUnderLease(options: RemotePullOptions): Promise<{ docs: ImageDocuments; connection: ContainerdConnection; lease: string }> {
-  const fetching = fetchDocuments(options.registry, options.reference, options.platform, options.signal);
+  const fetching = fetchDocuments(options);
   const leasing = Promise.resolve(options.connection).then(async (connection) => ({ connection, lease: await new LeasesClient(connection).create('lazypull-rpull', LEASE_EXPIRY_MS) }));
   const [docs, leased] = await Promise.allSettled([fetching, leasing]);
   if (docs.status === 'fulfilled' && leased.status === 'fulfilled') return { docs: docs.value, ...leased.value };

@@ -1,6 +1,6 @@
 /**
  * The running daemon: metadata, chunk cache, registry client, mount manager, lazy-layer resolver and
- * snapshotter core, served on the socket (Snapshots + Status) and, when configured, a metrics endpoint.
+ * snapshotter core, served on the socket (Snapshots, Status, and Pull for `lazypull rpull`) and, when configured, a metrics endpoint.
  * `lazypull serve` is this plus signal handling.
  */
 import { mkdir } from 'node:fs/promises';
@@ -9,11 +9,13 @@ import { createChunkCache, type TieredChunkCache } from '../cache/index.js';
 import type { DaemonConfig } from '../config/config.js';
 import { cleanStaleMounts, DEFAULT_WORKER_DECODER, MountManager, WorkerDecoder } from '../fs/index.js';
 import { serveSnapshots, type SnapshotsServer } from '../grpc/server.js';
+import { pullService } from '../grpc/pull-service.js';
 import { statusService } from '../grpc/status-service.js';
 import { DaemonMetrics, serveMetrics } from '../metrics/index.js';
 import { RegistryClient } from '../remote/index.js';
 import { Snapshotter, type Logger } from '../snapshot/snapshotter.js';
 import { SqliteMetadataStore } from '../snapshot/sqlite-store.js';
+import { DaemonPuller } from './daemon-pull.js';
 import { LazyLayerResolver } from './lazy-layers.js';
 import { TailStore } from './layer-tails.js';
 import { ZtocStore } from './ztoc-store.js';
@@ -69,7 +71,8 @@ async function assemble(config: DaemonConfig, log: Logger, closers: Closers): Pr
     onError: (err) => log.warn('chunk cache disk error', { error: err instanceof Error ? err.message : String(err) }),
   });
   closers.add(() => cache.close());
-  const client = new RegistryClient({ hostsDir: config.registry.hostsDir || null, observer: metrics.remoteObserver });
+  const registryOptions = { hostsDir: config.registry.hostsDir || null, observer: metrics.remoteObserver };
+  const client = new RegistryClient(registryOptions);
   closers.add(() => client.close());
   const mounts = new MountManager({ observer: metrics.fuseObserver, decoder: new WorkerDecoder({ ...DEFAULT_WORKER_DECODER, keepWarm: true }) });
   closers.add(() => mounts.shutdown());
@@ -106,7 +109,9 @@ async function assemble(config: DaemonConfig, log: Logger, closers: Closers): Pr
       }),
     log,
   );
-  const server: SnapshotsServer = await serveSnapshots(core, config.address, log, [status]);
+  const puller = new DaemonPuller({ registry: client, plainHttpRegistry: registryOptions, warmer: resolver, log });
+  closers.add(() => puller.close());
+  const server: SnapshotsServer = await serveSnapshots(core, config.address, log, [status, pullService(puller.run, log)]);
   closers.add(() => server.close());
   const metricsServer = config.metricsAddress ? await serveMetrics(config.metricsAddress, metrics) : undefined;
   if (metricsServer) closers.add(() => metricsServer.close());

@@ -16,7 +16,7 @@ import { MountManager, type BackgroundFetchOptions } from '../../../src/fs/index
 import { openLayer } from '../../../src/estargz/open.js';
 import { BufferSource } from '../../../src/io/random-access.js';
 import { PREFETCH_RANGES_ANNOTATION, formatPrefetchRanges } from '../../../src/layer/prefetch-ranges.js';
-import { CountingObserver, RegistryClient } from '../../../src/remote/index.js';
+import { CountingObserver, parseReference, RegistryClient } from '../../../src/remote/index.js';
 import { buildZtoc } from '../../../src/soci/build.js';
 import { EMPTY_CONFIG, SOCI_INDEX_DIGEST_LABEL, serializeSociIndex } from '../../../src/soci/index-manifest.js';
 import { readZtoc, writeZtoc } from '../../../src/soci/ztoc.js';
@@ -123,6 +123,34 @@ describe('LazyLayerResolver', () => {
     expect(observer.exchanges.slice(asked)).toEqual([]);
     expect(lazy.progressOf(at2)).toMatchObject({ prefetchDone: true });
     expect(observer.exchanges.some((e) => e.blob === first)).toBe(true);
+    await lazy.release(at1);
+    await lazy.release(at2);
+  });
+
+  it('opens every layer of an image the daemon pulls as soon as it has the manifest: the Prepares then ask the registry nothing', async () => {
+    const two = await pushRunnableImage(registry as TestRegistry, 'daemon/expected', 'v1', [
+      { format: 'estargz', files: { '/a': Buffer.from('first\n') } },
+      { format: 'estargz', files: { '/b': Buffer.from('second\n') } },
+    ]);
+    const observer = new CountingObserver();
+    const { lazy } = resolver('expected', { observer, fetch: { background: false, prefetch: true, prefetchWholeLayerBytes: 1 << 20 } });
+    const pinned = `${two.ref.replace((registry as TestRegistry).host, (relay as TcpRelay).host)}@${two.manifestDigest}`;
+    const documents = new RegistryClient({ dockerConfig: false, hostsDir: null });
+    const fetched = await documents.fetchManifest(parseReference(pinned), two.manifestDigest as Digest).finally(() => documents.close());
+    if (fetched.document.kind !== 'manifest') throw new Error('not a manifest');
+    lazy.expectImage(parseReference(pinned), two.manifestDigest as Digest, fetched.document.manifest);
+    // Each layer's tail, then its prefetch, before any Prepare.
+    for (const layer of two.layers) await vi.waitFor(() => expect(observer.exchanges.filter((e) => e.blob === layer)).toHaveLength(2), { timeout: 5_000 });
+    const asked = observer.exchanges.length;
+    const labelsOf = (index: number) => ({ [L.criImageRef]: pinned, [L.criLayerDigest]: two.layers[index] as string, [L.criManifestDigest]: two.manifestDigest, [L.criImageLayers]: two.layers.slice(index).join(',') });
+    const at1 = await mountpoint('expected-1');
+    const at2 = await mountpoint('expected-2');
+    expect(await lazy.resolve({ key: 'k1', parent: '', chainId: 'c1', labels: labelsOf(0), mountpoint: at1 })).toEqual({ mounted: at1 });
+    expect(await lazy.resolve({ key: 'k2', parent: 'c1', chainId: 'c2', labels: labelsOf(1), mountpoint: at2 })).toEqual({ mounted: at2 });
+    expect(await readFile(join(at1, 'a'), 'utf8')).toBe('first\n');
+    expect(await readFile(join(at2, 'b'), 'utf8')).toBe('second\n');
+    expect(observer.exchanges.slice(asked)).toEqual([]);
+    lazy.dropWarmLayersOf(two.manifestDigest as Digest);
     await lazy.release(at1);
     await lazy.release(at2);
   });

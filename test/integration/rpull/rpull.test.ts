@@ -95,7 +95,8 @@ const runEcho = async (image: string, id: string) => (await ctr(['run', '--rm', 
 describe('lazypull rpull', () => {
   it('pulls a plain gzip image: every layer falls back, is downloaded and applied, and the image runs', async () => {
     const before = (relay as CountingRelay).bytesDown;
-    const { stdout } = await rpull([plain.reference]);
+    const { stdout } = await rpull(['--no-daemon', plain.reference]);
+    expect(stdout).not.toContain('pulled by the lazypull daemon');
     const lines = layerLines(stdout);
     expect([...lines.keys()]).toEqual(plain.layers.map((l) => l.digest));
     for (const layer of plain.layers) expect(lines.get(layer.digest)).toBe(`fetched ${layer.size} bytes (no TOC digest annotation: not eStargz / zstd:chunked)`);
@@ -126,8 +127,8 @@ describe('lazypull rpull', () => {
     expect((await committed()).sort()).toEqual([...chain].sort());
     expect(await runEcho(plain.reference, 'plain-2')).toBe('hello\n');
 
-    // A second pull finds everything in place.
-    const again = await rpull([plain.reference]);
+    // A second pull (this time through the daemon) finds everything in place.
+    const again = await rpull(['--daemon', (lazypull as LazypullDaemon).socket, plain.reference]);
     for (const what of layerLines(again.stdout).values()) expect(what).toBe('already unpacked');
     expect(again.stdout).toContain(`image ${plain.reference} updated: ${plain.manifest.digest}`);
   });
@@ -150,11 +151,14 @@ describe('lazypull rpull', () => {
     expect(imageBytes).toBeGreaterThan(BULK_BYTES);
 
     const before = (relay as CountingRelay).bytesDown;
-    // A lazy pull takes seconds; a minute means the daemon is stuck, and its log says where.
-    const { stdout } = await rpull([reference], 60_000).catch((err: unknown) => {
+    // A lazy pull takes seconds; a minute means the daemon is stuck, and its log says where. The daemon
+    // does this one: it opens the layers as soon as it has the manifest.
+    const { stdout } = await rpull(['--daemon', (lazypull as LazypullDaemon).socket, reference], 60_000).catch((err: unknown) => {
       throw new Error(`${(err as Error).message}\nlazypull serve's log:\n${(lazypull as LazypullDaemon).log().split('\n').slice(-30).join('\n')}`);
     });
     const pulledBytes = (relay as CountingRelay).bytesDown - before;
+    expect(stdout).toContain(`pulled by the lazypull daemon at ${(lazypull as LazypullDaemon).socket}`);
+    expect((lazypull as LazypullDaemon).log().split('\n').some((line) => line.includes('msg="image pulled"') && line.includes(`image=${reference} `))).toBe(true);
     const lines = layerLines(stdout);
     expect([...lines.keys()]).toEqual(image.manifest.layers.map((l) => l.digest));
     // Lazy or not, the image runs.
@@ -174,15 +178,25 @@ describe('lazypull rpull', () => {
 
   it('explains configuration mistakes in one line and exits 1', async () => {
     const reg = registry as TestRegistry;
-    const noSnapshotter = await rpullFailure(['--address', cd().address, '--namespace', cd().namespace, '--snapshotter', 'nope', plain.reference]);
-    expect(noSnapshotter).toMatch(/^lazypull: containerd has no snapshotter named "nope"/);
-    const noContainerd = await rpullFailure(['--address', join(workDir as string, 'absent.sock'), plain.reference]);
-    expect(noContainerd).toMatch(/^lazypull: cannot reach containerd: no socket at /);
-    const notFound = await rpullFailure(['--address', cd().address, '--namespace', cd().namespace, `${reg.host}/test/missing:v1`]);
-    expect(notFound).toMatch(/^lazypull: .*not found/);
-    const wrongSocket = await rpullFailure(['--address', (lazypull as LazypullDaemon).socket, plain.reference]);
-    expect(wrongSocket).toMatch(/^lazypull: .*lazypull\.sock does not serve containerd's API/);
-    for (const stderr of [noSnapshotter, noContainerd, notFound, wrongSocket]) {
+    const daemon = ['--daemon', (lazypull as LazypullDaemon).socket];
+    const failures: string[] = [];
+    // The same mistakes read the same whether the daemon or this process does the pull.
+    for (const via of [['--no-daemon'], daemon]) {
+      const noSnapshotter = await rpullFailure([...via, '--address', cd().address, '--namespace', cd().namespace, '--snapshotter', 'nope', plain.reference]);
+      expect(noSnapshotter).toMatch(/^lazypull: containerd has no snapshotter named "nope"/);
+      const noContainerd = await rpullFailure([...via, '--address', join(workDir as string, 'absent.sock'), plain.reference]);
+      expect(noContainerd).toMatch(/^lazypull: cannot reach containerd: no socket at /);
+      const notFound = await rpullFailure([...via, '--address', cd().address, '--namespace', cd().namespace, `${reg.host}/test/missing:v1`]);
+      expect(notFound).toMatch(/^lazypull: .*not found/);
+      const wrongSocket = await rpullFailure([...via, '--address', (lazypull as LazypullDaemon).socket, plain.reference]);
+      expect(wrongSocket).toMatch(/^lazypull: .*lazypull\.sock does not serve containerd's API/);
+      failures.push(noSnapshotter, noContainerd, notFound, wrongSocket);
+    }
+    // A daemon socket named on the command line must answer: no quiet pull in this process instead.
+    const noDaemon = await rpullFailure(['--daemon', join(workDir as string, 'no-daemon.sock'), '--address', cd().address, plain.reference]);
+    expect(noDaemon).toMatch(/^lazypull: no lazypull daemon at .*no-daemon\.sock/);
+    failures.push(noDaemon);
+    for (const stderr of failures) {
       expect(stderr.trim().split('\n')).toHaveLength(1);
       expect(stderr).not.toMatch(/\n\s+at /);
     }

@@ -1,0 +1,93 @@
+/**
+ * Pulls asked of the daemon (lazypull.v1.Pull, what `lazypull rpull` uses when a daemon answers): the
+ * same lazy pull as the command's own (containerd/pull.ts), run here so the resolver opens every
+ * layer's TOC as soon as the manifest is in instead of at containerd's first Prepare, over registry
+ * connections that are already open.
+ */
+import { ContainerdConnection } from '../containerd/connection.js';
+import { remotePull, type LayerOutcome, type PullEvents } from '../containerd/pull.js';
+import type { PullEvent, PullRequest } from '../grpc/pull-protocol.js';
+import type { RunPull } from '../grpc/pull-service.js';
+import { parsePlatform, RegistryClient, type ImageManifest, type ImageReference, type RegistryClientOptions } from '../remote/index.js';
+import type { Logger } from '../snapshot/snapshotter.js';
+import type { Digest } from '../util/digest.js';
+
+/** The resolver's side of a pull: warm the layers, then let go of what no Prepare took. */
+export interface PullWarmer {
+  expectImage(image: ImageReference, manifestDigest: Digest, manifest: ImageManifest): void;
+  dropWarmLayersOf(manifestDigest: Digest): void;
+}
+
+export interface DaemonPullOptions {
+  /** The daemon's registry client, the one lazy layers are read through. */
+  registry: RegistryClient;
+  /** How to make a client for pulls that ask for plain HTTP (made once, when first asked). */
+  plainHttpRegistry: RegistryClientOptions;
+  warmer: PullWarmer;
+  log: Logger;
+}
+
+export class DaemonPuller {
+  private plainHttp: RegistryClient | undefined;
+
+  constructor(private readonly options: DaemonPullOptions) {}
+
+  readonly run: RunPull = async (request, emit, signal) => {
+    const { warmer, log } = this.options;
+    const started = performance.now();
+    const platform = request.platform ? parsePlatform(request.platform) : undefined;
+    const connection = ContainerdConnection.open({ address: request.containerd_address, namespace: request.namespace });
+    connection.catch(() => undefined);
+    let manifestDigest: Digest | undefined;
+    try {
+      const result = await remotePull({
+        reference: request.reference,
+        snapshotter: request.snapshotter,
+        registry: this.registryFor(request),
+        connection,
+        events: wireEvents(emit),
+        signal,
+        ...(platform ? { platform } : {}),
+        onManifest: (image, digest, manifest) => {
+          manifestDigest = digest;
+          warmer.expectImage(image, digest, manifest);
+        },
+      });
+      log.info('image pulled', { image: result.name, digest: result.target.digest, layers: result.layerResults.length, ms: Math.round(performance.now() - started) });
+      emit({ done: result });
+    } finally {
+      if (manifestDigest) warmer.dropWarmLayersOf(manifestDigest);
+      (await connection.catch(() => undefined))?.close();
+    }
+  };
+
+  async close(): Promise<void> {
+    await this.plainHttp?.close();
+  }
+
+  private registryFor(request: PullRequest): RegistryClient {
+    if (!request.plain_http) return this.options.registry;
+    this.plainHttp ??= new RegistryClient({ ...this.options.plainHttpRegistry, plainHttp: true });
+    return this.plainHttp;
+  }
+}
+
+/** A declined layer's download progress goes out at most this often: a message per content write would flood the stream. */
+const BYTES_EVENT_INTERVAL_MS = 100;
+
+/** The pull's progress as messages of the response stream. */
+function wireEvents(emit: (event: PullEvent) => void): PullEvents {
+  const lastBytesEvent = new Map<number, number>();
+  return {
+    resolved: (image) => emit({ resolved: image }),
+    layerStarted: (index) => emit({ layer_started: { index } }),
+    layerBytes: (index, bytes) => {
+      const now = performance.now();
+      if (now - (lastBytesEvent.get(index) ?? -Infinity) < BYTES_EVENT_INTERVAL_MS) return;
+      lastBytesEvent.set(index, now);
+      emit({ layer_bytes: { index, bytes } });
+    },
+    layerApplying: (index) => emit({ layer_applying: { index } }),
+    layerDone: (index, outcome: LayerOutcome) => emit({ layer_done: { index, outcome } }),
+  };
+}
