@@ -9,6 +9,7 @@ import { createChunkCache, type TieredChunkCache } from '../cache/index.js';
 import type { DaemonConfig } from '../config/config.js';
 import { cleanStaleMounts, DEFAULT_WORKER_DECODER, MountManager, WorkerDecoder } from '../fs/index.js';
 import { serveSnapshots, type SnapshotsServer } from '../grpc/server.js';
+import { warmMessageCodecs } from '../grpc/protos.js';
 import { pullService } from '../grpc/pull-service.js';
 import { statusService } from '../grpc/status-service.js';
 import { DaemonMetrics, serveMetrics } from '../metrics/index.js';
@@ -116,6 +117,12 @@ async function assemble(config: DaemonConfig, log: Logger, closers: Closers): Pr
   const metricsServer = config.metricsAddress ? await serveMetrics(config.metricsAddress, metrics) : undefined;
   if (metricsServer) closers.add(() => metricsServer.close());
   log.info('serving containerd snapshots', { address: config.address, root: config.root, cache: cacheDir, ...(metricsServer ? { metrics: `http://${metricsServer.address}/metrics` } : {}) });
+  // After the socket is up, while nothing waits yet: the first pull then finds its message codecs made.
+  setImmediate(() => {
+    const started = performance.now();
+    const methods = warmMessageCodecs();
+    log.debug('gRPC message codecs ready', { methods, ms: Math.round(performance.now() - started) });
+  });
   return {
     ...(metricsServer ? { metricsAddress: metricsServer.address } : {}),
     close: () => closers.run(log),

@@ -86,9 +86,13 @@ function checkShape(raw: unknown, i: number): TocEntryJson {
 
 const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-function decodeXattrs(e: TocEntryJson, i: number): Map<string, Buffer> {
+/** The xattrs of every entry without any: one shared map, not one per entry (read-only to everyone). */
+const NO_XATTRS: ReadonlyMap<string, Buffer> = new Map();
+
+function decodeXattrs(e: TocEntryJson, i: number): ReadonlyMap<string, Buffer> {
+  if (!e.xattrs) return NO_XATTRS;
   const out = new Map<string, Buffer>();
-  for (const [key, value] of Object.entries(e.xattrs ?? {})) {
+  for (const [key, value] of Object.entries(e.xattrs)) {
     if (typeof value !== 'string' || !BASE64_RE.test(value)) fail(i, e, `xattr ${JSON.stringify(key)} is not base64`);
     if (key.includes('\0') || key === '') fail(i, e, 'xattr name is empty or has a NUL byte');
     out.set(key, Buffer.from(value, 'base64'));
@@ -98,8 +102,9 @@ function decodeXattrs(e: TocEntryJson, i: number): Map<string, Buffer> {
 
 function headerAllowance(e: TocEntryJson): number {
   let xattrBytes = 0;
-  for (const [k, v] of Object.entries(e.xattrs ?? {})) xattrBytes += k.length + 32 + v.length;
-  return 3 * 512 + 2 * (Buffer.byteLength(e.name) + Buffer.byteLength(e.linkName ?? '')) + xattrBytes + 1024;
+  // No Object.entries: an array per entry, for the few that have xattrs at all.
+  if (e.xattrs) for (const k in e.xattrs) xattrBytes += k.length + 32 + (e.xattrs[k] as string).length;
+  return 3 * 512 + 2 * (Buffer.byteLength(e.name) + (e.linkName ? Buffer.byteLength(e.linkName) : 0)) + xattrBytes + 1024;
 }
 
 /**
@@ -288,7 +293,7 @@ function safeClean(name: string, i: number, e: TocEntryJson): string {
 type EntryAttrs = Pick<MutableEntry, 'type' | 'mode' | 'uid' | 'gid' | 'userName' | 'groupName' | 'size' | 'mtimeSec' | 'mtimeNsec' | 'linkName' | 'devMajor' | 'devMinor' | 'xattrs' | 'digest'>;
 
 function newDir(name: string, ino: number): MutableEntry {
-  const attrs: EntryAttrs = { type: 'dir', mode: 0o755, uid: 0, gid: 0, userName: '', groupName: '', size: 0, mtimeSec: 0, mtimeNsec: 0, linkName: '', devMajor: 0, devMinor: 0, xattrs: new Map(), digest: undefined };
+  const attrs: EntryAttrs = { type: 'dir', mode: 0o755, uid: 0, gid: 0, userName: '', groupName: '', size: 0, mtimeSec: 0, mtimeNsec: 0, linkName: '', devMajor: 0, devMinor: 0, xattrs: NO_XATTRS, digest: undefined };
   return newEntry(name, ino, attrs, 2);
 }
 

@@ -58,3 +58,25 @@ export function loadSnapshotsService(): LoadedService {
 export function loadStatusService(): LoadedService {
   return loadService('lazypull.v1.Status');
 }
+
+/**
+ * Encodes and decodes an empty message of every method of every service once. protobufjs generates a
+ * type's encoder and decoder on its first use; a daemon does this at start so that its first pull
+ * and Prepares do not pay for it (about 30 ms of a cold pull's main thread). Returns the methods done.
+ */
+export function warmMessageCodecs(): number {
+  let methods = 0;
+  const visit = (node: unknown): void => {
+    if (typeof node === 'function' && 'service' in node) {
+      for (const method of Object.values((node as grpc.ServiceClientConstructor).service)) {
+        method.requestDeserialize(method.requestSerialize({}));
+        method.responseDeserialize(method.responseSerialize({}));
+        methods++;
+      }
+      return;
+    }
+    if (typeof node === 'object' && node !== null && !('format' in node)) for (const child of Object.values(node)) visit(child);
+  };
+  visit(grpcServices());
+  return methods;
+}

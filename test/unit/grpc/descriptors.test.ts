@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { descriptorsJson } from '../../../scripts/grpc-descriptors.mjs';
-import { loadService } from '../../../src/grpc/protos.js';
+import { loadService, warmMessageCodecs } from '../../../src/grpc/protos.js';
 
 describe('src/grpc/descriptors.json', () => {
   it('is what scripts/grpc-descriptors.mjs makes of the vendored .proto tree (run it after changing a .proto)', () => {
@@ -25,5 +25,10 @@ describe('src/grpc/descriptors.json', () => {
     const prepare = loadService('containerd.services.snapshots.v1.Snapshots').service.Stat!;
     const info = { info: { name: 'n', parent: 'p', kind: 'COMMITTED', created_at: { seconds: 5, nanos: 6 }, updated_at: { seconds: 7, nanos: 8 }, labels: { a: 'b' } } };
     expect(prepare.responseDeserialize(prepare.responseSerialize(info))).toEqual(info);
+  });
+
+  it('makes the codecs of every method of every service ahead (what a daemon does at start)', () => {
+    const methods = ['Content', 'Diff', 'Images', 'Leases', 'Snapshots'].reduce((n, name) => n + Object.keys(loadService(`containerd.services.${name.toLowerCase()}.v1.${name}`).service).length, 0) + Object.keys(loadService('lazypull.v1.Status').service).length;
+    expect(warmMessageCodecs()).toBe(methods);
   });
 });
