@@ -133,7 +133,7 @@ echo "   converted to eStargz and pushed as $ref in $(since "$t" "$(now)") s"
 echo "== lazypull rpull $ref, then ctr run ... python3 -c 'print(...)'"
 served_before=$(registry_bytes)
 start=$(now)
-lazypull rpull --address "$work/containerd.sock" --namespace demo "$ref" | sed 's/^/   /'
+lazypull rpull --daemon "$work/lazypull.sock" --address "$work/containerd.sock" --namespace demo "$ref" | sed 's/^/   /'
 first_output=""
 while IFS= read -r line; do
   [ -z "$first_output" ] && first_output=$(now)
