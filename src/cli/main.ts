@@ -49,4 +49,10 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `lazypull toc blob | head`: a reader that stops early is not an error, and must not be a crash.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw err;
+});
+
 process.exitCode = await main(process.argv);
