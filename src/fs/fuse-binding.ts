@@ -4,10 +4,13 @@
  * truncated value and report the full length, which the kernel rejects), so tools that probe with a
  * small buffer first (python's os.getxattr starts at 128 bytes) see large xattrs.
  *
+ * Its FUSE threads start with every signal blocked (see startFuseThreadsWithSignalsBlocked).
+ *
  * fuse-native must run on the main thread (it segfaults in a worker) and answers from JS callbacks.
  */
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { isMountpoint } from './mountinfo.js';
 
@@ -110,7 +113,36 @@ interface FuseClass {
   prototype: object;
 }
 
-const FuseNative = createRequire(import.meta.url)('fuse-native') as FuseClass;
+const requireCommonJs = createRequire(import.meta.url);
+const FuseNative = requireCommonJs('fuse-native') as FuseClass;
+
+const SIGNALS_BLOCKED = Symbol.for('lazypull.fuse-threads-block-signals');
+interface FuseNativeBinding {
+  fuse_native_mount: (...args: unknown[]) => unknown;
+  [SIGNALS_BLOCKED]?: true;
+}
+
+/**
+ * A mount's FUSE thread, and the libfuse workers it starts, inherit the signal mask of the thread
+ * that calls fuse_native_mount (the main thread). With SIGCHLD open to them, a child exiting while
+ * libfuse cancels the workers of a mount going away (fuse-native's own unmount runs `fusermount -uz`
+ * in a child, so that is the common case) runs libuv's signal handler in a worker being cancelled:
+ * the handler holds libuv's signal lock when the cancellation ends it, and the daemon's main thread
+ * hangs for good at its next signal (seen in a full test run: read() of libuv's lock pipe, in gdb).
+ * Blocking every signal in the calling thread while fuse-native creates the thread keeps signals on
+ * Node's own threads.
+ */
+function startFuseThreadsWithSignalsBlocked(): void {
+  const fuseNativeDir = dirname(requireCommonJs.resolve('fuse-native/package.json'));
+  const loadBinding = createRequire(join(fuseNativeDir, 'index.js'))('node-gyp-build') as (dir: string) => FuseNativeBinding;
+  const binding = loadBinding(fuseNativeDir);
+  if (binding[SIGNALS_BLOCKED]) return;
+  const { callWithSignalsBlocked } = requireCommonJs('lazypull-signal-mask') as { callWithSignalsBlocked: <T>(fn: () => T) => T };
+  const mount = binding.fuse_native_mount;
+  binding.fuse_native_mount = (...args: unknown[]) => callWithSignalsBlocked(() => mount(...args));
+  binding[SIGNALS_BLOCKED] = true;
+}
+startFuseThreadsWithSignalsBlocked();
 
 /** fuse-native's handlers with correct ERANGE behaviour for undersized xattr buffers. */
 class XattrSafeFuse extends FuseNative {
