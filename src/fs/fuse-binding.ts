@@ -137,12 +137,20 @@ function startFuseThreadsWithSignalsBlocked(): void {
   const loadBinding = createRequire(join(fuseNativeDir, 'index.js'))('node-gyp-build') as (dir: string) => FuseNativeBinding;
   const binding = loadBinding(fuseNativeDir);
   if (binding[SIGNALS_BLOCKED]) return;
-  const { callWithSignalsBlocked } = requireCommonJs('lazypull-signal-mask') as { callWithSignalsBlocked: <T>(fn: () => T) => T };
+  const { callWithSignalsBlocked } = loadSignalMask();
   const mount = binding.fuse_native_mount;
   binding.fuse_native_mount = (...args: unknown[]) => callWithSignalsBlocked(() => mount(...args));
   binding[SIGNALS_BLOCKED] = true;
 }
 startFuseThreadsWithSignalsBlocked();
+
+function loadSignalMask(): { callWithSignalsBlocked: <T>(fn: () => T) => T } {
+  try {
+    return requireCommonJs('lazypull-signal-mask') as { callWithSignalsBlocked: <T>(fn: () => T) => T };
+  } catch (err) {
+    throw new Error(`lazypull's native addon native/signal-mask is not built (${(err as Error).message.split('\n')[0]}): run npm ci, which builds it with node-gyp (needs make, a C compiler and python3)`);
+  }
+}
 
 /** fuse-native's handlers with correct ERANGE behaviour for undersized xattr buffers. */
 class XattrSafeFuse extends FuseNative {
