@@ -116,11 +116,7 @@ interface FuseClass {
 const requireCommonJs = createRequire(import.meta.url);
 const FuseNative = requireCommonJs('fuse-native') as FuseClass;
 
-const SIGNALS_BLOCKED = Symbol.for('lazypull.fuse-threads-block-signals');
-interface FuseNativeBinding {
-  fuse_native_mount: (...args: unknown[]) => unknown;
-  [SIGNALS_BLOCKED]?: true;
-}
+type SignalMask = typeof import('lazypull-signal-mask');
 
 /**
  * A mount's FUSE thread, and the libfuse workers it starts, inherit the signal mask of the thread
@@ -130,23 +126,21 @@ interface FuseNativeBinding {
  * the handler holds libuv's signal lock when the cancellation ends it, and the daemon's main thread
  * hangs for good at its next signal (seen in a full test run: read() of libuv's lock pipe, in gdb).
  * Blocking every signal in the calling thread while fuse-native creates the thread keeps signals on
- * Node's own threads.
+ * Node's own threads. (Wrapping twice would only block twice.)
  */
 function startFuseThreadsWithSignalsBlocked(): void {
   const fuseNativeDir = dirname(requireCommonJs.resolve('fuse-native/package.json'));
-  const loadBinding = createRequire(join(fuseNativeDir, 'index.js'))('node-gyp-build') as (dir: string) => FuseNativeBinding;
+  const loadBinding = createRequire(join(fuseNativeDir, 'index.js'))('node-gyp-build') as (dir: string) => { fuse_native_mount: (...args: unknown[]) => unknown };
   const binding = loadBinding(fuseNativeDir);
-  if (binding[SIGNALS_BLOCKED]) return;
   const { callWithSignalsBlocked } = loadSignalMask();
   const mount = binding.fuse_native_mount;
   binding.fuse_native_mount = (...args: unknown[]) => callWithSignalsBlocked(() => mount(...args));
-  binding[SIGNALS_BLOCKED] = true;
 }
 startFuseThreadsWithSignalsBlocked();
 
-function loadSignalMask(): { callWithSignalsBlocked: <T>(fn: () => T) => T } {
+function loadSignalMask(): SignalMask {
   try {
-    return requireCommonJs('lazypull-signal-mask') as { callWithSignalsBlocked: <T>(fn: () => T) => T };
+    return requireCommonJs('lazypull-signal-mask') as SignalMask;
   } catch (err) {
     throw new Error(`lazypull's native addon native/signal-mask is not built (${(err as Error).message.split('\n')[0]}): run npm ci, which builds it with node-gyp (needs make, a C compiler and python3)`);
   }
