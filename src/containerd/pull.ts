@@ -10,7 +10,7 @@ import { hostPlatform, selectPlatform, type Descriptor, type FetchedManifest, ty
 import { parseReference } from '../remote/index.js';
 import type { Digest } from '../util/digest.js';
 import { chainIds } from './chain-id.js';
-import { isAlreadyExists, isNotFound, type ContainerdConnection } from './connection.js';
+import { ContainerdError, isAlreadyExists, isNotFound, type ContainerdConnection } from './connection.js';
 import { ContentClient } from './content.js';
 import { DiffClient } from './diff.js';
 import { ImagesClient } from './images.js';
@@ -64,6 +64,11 @@ export interface RemotePullOptions {
    * own pulls open the layers' TOCs from here. `image` is the reference the layer labels carry.
    */
   onManifest?(image: ImageReference, manifestDigest: Digest, manifest: ImageManifest): void;
+  /**
+   * Takes work that need not hold up the result (deleting the pull's lease once the image exists);
+   * the caller keeps the connection open until it settles. Without it, the pull waits for that work.
+   */
+  background?(work: Promise<unknown>): void;
 }
 
 export interface PulledLayer {
@@ -184,14 +189,16 @@ export async function remotePull(options: RemotePullOptions): Promise<PullResult
       layerResults.push({ descriptor: layers[i] as Descriptor, chainId: chain[i] as string, outcome: await unpacker.unpackLayer(i, present[i] === true) });
     }
     await stored;
-    await labelUnpacked(content, options.snapshotter, docs, chain, layerResults);
-    const image = await new ImagesClient(connection).put(resolved.name, target);
+    // The lease keeps everything until both are done, so the image record need not wait for the labels.
+    const [, image] = await Promise.all([labelUnpacked(content, options.snapshotter, docs, chain, layerResults), new ImagesClient(connection).put(resolved.name, target)]);
     const documentBytes = (docs.index?.bytes.length ?? 0) + docs.manifest.bytes.length + docs.config.length;
     const layerBytes = layerResults.reduce((sum, l) => sum + (l.outcome.kind === 'fetched' ? l.outcome.bytes : 0), 0);
     return { ...resolved, chainId: chain.at(-1) ?? '', layerResults, downloadedBytes: documentBytes + layerBytes, image };
   } finally {
     connection.lease = undefined;
-    await new LeasesClient(connection).delete(lease).catch(() => undefined);
+    const released = new LeasesClient(connection).delete(lease).catch(() => undefined);
+    if (options.background) options.background(released);
+    else await released;
   }
 }
 
@@ -220,6 +227,17 @@ async function labelUnpacked(content: ContentClient, snapshotter: string, docs: 
     top !== undefined ? content.setLabels(docs.manifest.document.manifest.config.digest, { [`containerd.io/gc.ref.snapshot.${snapshotter}`]: top }) : undefined,
     content.setLabels(docs.manifest.descriptor.digest, blobLabels),
   ]);
+}
+
+/**
+ * Whether an AlreadyExists from Prepare says the target snapshot exists in containerd. containerd
+ * (metadata/snapshot.go, 1.6 and later) answers `target snapshot "<chainID>"...` both when it had the
+ * target and when the snapshotter committed it during the Prepare, and `snapshot "<key>"...` for a key
+ * that is taken; only an answer in neither form needs the Stat, a round trip through containerd and the
+ * snapshotter per layer on the pull's critical path.
+ */
+export function namesExistingTarget(err: unknown, chainId: string): boolean {
+  return err instanceof ContainerdError && err.details.startsWith(`target snapshot "${chainId}"`);
 }
 
 /** Layer by layer, in order: each snapshot's parent is the one below it. */
@@ -288,9 +306,9 @@ class Unpacker {
   }
 
   /**
-   * Prepare with the remote labels. AlreadyExists followed by a successful Stat of the chainID means the
-   * snapshotter mounted the layer itself; AlreadyExists without it is a key collision, retried like
-   * containerd does (three tries).
+   * Prepare with the remote labels. AlreadyExists naming the target, or followed by a successful Stat of
+   * the chainID, means the snapshotter mounted the layer itself; AlreadyExists without either is a key
+   * collision, retried like containerd does (three tries).
    */
   private async prepare(chainId: string, parent: string, labels: Record<string, string>): Promise<{ key: string; mounts: Mount[] } | 'remote'> {
     let last: unknown;
@@ -300,7 +318,7 @@ class Unpacker {
         return { key, mounts: await this.snapshots.prepare(key, parent, labels) };
       } catch (err) {
         if (!isAlreadyExists(err)) throw err;
-        if (await this.exists(chainId)) return 'remote';
+        if (namesExistingTarget(err, chainId) || (await this.exists(chainId))) return 'remote';
         last = err;
       }
     }

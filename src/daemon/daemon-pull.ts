@@ -29,6 +29,7 @@ export interface DaemonPullOptions {
 
 export class DaemonPuller {
   private plainHttp: RegistryClient | undefined;
+  private readonly settling = new Set<Promise<unknown>>();
 
   constructor(private readonly options: DaemonPullOptions) {}
 
@@ -39,6 +40,7 @@ export class DaemonPuller {
     const connection = ContainerdConnection.open({ address: request.containerd_address, namespace: request.namespace });
     connection.catch(() => undefined);
     let manifestDigest: Digest | undefined;
+    const background: Promise<unknown>[] = [];
     try {
       const result = await remotePull({
         reference: request.reference,
@@ -52,16 +54,23 @@ export class DaemonPuller {
           manifestDigest = digest;
           warmer.expectImage(image, digest, manifest);
         },
+        background: (work) => background.push(work),
       });
       log.info('image pulled', { image: result.name, digest: result.target.digest, layers: result.layerResults.length, ms: Math.round(performance.now() - started) });
       emit({ done: result });
     } finally {
       if (manifestDigest) warmer.dropWarmLayersOf(manifestDigest);
-      (await connection.catch(() => undefined))?.close();
+      // The call ends with the result; the lease is deleted and the connection closed behind it (one
+      // round trip less for the client to wait), and close() waits for that.
+      const settling = Promise.all(background)
+        .then(async () => (await connection.catch(() => undefined))?.close())
+        .finally(() => this.settling.delete(settling));
+      this.settling.add(settling);
     }
   };
 
   async close(): Promise<void> {
+    await Promise.allSettled([...this.settling]);
     await this.plainHttp?.close();
   }
 

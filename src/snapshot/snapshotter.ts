@@ -201,6 +201,7 @@ export class Snapshotter {
   }
 
   async stat(key: string): Promise<SnapshotInfo> {
+    this.log.debug('stat', { key });
     return infoOf(this.store.transaction((tx) => requireRecord(tx, key)));
   }
 
