@@ -8,7 +8,7 @@
  *   HELLO_IMAGES=python HELLO_LINKS=100mbit-20ms HELLO_MODES=overlayfs,lazypull-estargz HELLO_RUNS=1 npx vite-node benchmarks/hello/main.ts
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { cpus, release } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -274,6 +274,7 @@ async function measure(image: BuiltImage, link: LinkSpec, mode: Mode, ref: strin
     // The previous sample's writes (an overlayfs unpack leaves ~180 MB dirty) are flushed before this
     // one starts, not in the middle of it, where they would hold up every fsync it makes.
     await run('sync', []);
+    await untilIdle();
     const before: ProxyStats = await registry.stats();
     const requestsBefore = registry.proxiedRequests();
     const t0 = process.hrtime.bigint();
@@ -328,6 +329,29 @@ async function measure(image: BuiltImage, link: LinkSpec, mode: Mode, ref: strin
       await run('bash', ['-c', `cp ${work}/*.log ${env.out}/ 2>/dev/null || true`]);
     }
     removeWorkDir(work);
+  }
+}
+
+/** Busy and total jiffies of all CPUs, from /proc/stat. */
+function cpuJiffies(): { busy: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = fields.reduce((sum, n) => sum + n, 0);
+  return { busy: total - (fields[3] ?? 0) - (fields[4] ?? 0), total };
+}
+
+/**
+ * Waits until the CPUs were at least 90% idle over a quarter second (5 s at most): a sample starts on
+ * a quiet machine, not beside what the last one left running (its cleanup, the kernel reclaiming
+ * memory after an overlayfs unpack), which on two cores is a large share of a 1 s sample.
+ */
+async function untilIdle(): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const before = cpuJiffies();
+    await new Promise((r) => setTimeout(r, 250));
+    const after = cpuJiffies();
+    const busy = (after.busy - before.busy) / Math.max(1, after.total - before.total);
+    if (busy <= 0.1 || Date.now() > deadline) return;
   }
 }
 
