@@ -114,8 +114,10 @@ describe('LazyLayerResolver', () => {
     });
     const at1 = await mountpoint('warm-1');
     expect(await lazy.resolve({ key: 'k1', parent: '', chainId: 'c1', labels: labelsOf(0), mountpoint: at1 })).toEqual({ mounted: at1 });
-    // The second layer: its tail, then its prefetch, with nobody having asked for it yet.
+    // The second layer: its tail, then its prefetch, with nobody having asked for it yet. The first
+    // layer's own prefetch may still be on its way: it is not what the second Prepare asks for.
     await vi.waitFor(() => expect(observer.exchanges.filter((e) => e.blob === second)).toHaveLength(2), { timeout: 5_000 });
+    await vi.waitFor(() => expect(lazy.progressOf(at1)).toMatchObject({ prefetchDone: true }), { timeout: 5_000 });
     const asked = observer.exchanges.length;
     const at2 = await mountpoint('warm-2');
     expect(await lazy.resolve({ key: 'k2', parent: '', chainId: 'c2', labels: labelsOf(1), mountpoint: at2 })).toEqual({ mounted: at2 });
