@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { copyRange } from './chunk-cache.js';
 import { ENTRY_HEADER_PROBE_BYTES, blocksMatch, decodeEntry, decodeEntryHeader, encodeEntryHeader, entryFileLength, type EntryHeader } from './entry-format.js';
 import { TEMP_FILE_PREFIX, isEntryName, isShardName, newTempFileName, shardOfEntry } from './entry-names.js';
+import { WriteHold } from './write-hold.js';
 
 /** Disk usage is charged in whole filesystem blocks, so a bound holds even for many small chunks. */
 export const DISK_BLOCK_BYTES = 4096;
@@ -26,6 +27,8 @@ const EVICTION_CONCURRENCY = 2;
 const EVICTION_BATCH = 64;
 /** Entries kept open for range reads: a sequential reader moves through one 4 MiB chunk at a time. */
 const OPEN_ENTRY_LIMIT = 16;
+/** Bytes of entry data a write hold may keep waiting in memory; past it, writes go through. */
+export const MAX_HELD_WRITE_BYTES = 64 * 1024 * 1024;
 /** A header claiming more block checksums than this (a 4 GiB chunk) is damage, not a chunk. */
 const MAX_HEADER_BYTES = 256 * 1024;
 
@@ -92,6 +95,7 @@ export class DiskStore {
   private readonly openEntries = new Map<string, Promise<OpenEntry>>();
   private evictionRun: Promise<void> | undefined;
   private closed = false;
+  private readonly writeHold = new WriteHold(MAX_HELD_WRITE_BYTES);
   readonly counters: DiskStoreCounters = { evictions: 0, corruptEntries: 0, orphanedTempFilesRemoved: 0 };
 
   private constructor(
@@ -252,6 +256,11 @@ export class DiskStore {
     return write;
   }
 
+  /** Holds new entry writes back (see WriteHold) until released or `maxMs` have passed. */
+  holdWrites(maxMs: number): () => void {
+    return this.writeHold.hold(maxMs);
+  }
+
   /** Starts an eviction pass when over the bound; one pass runs at a time, in the background. */
   scheduleEviction(): void {
     if (this.closed || this.evictionRun !== undefined || this.usedBytes <= this.options.maxBytes) return;
@@ -269,6 +278,7 @@ export class DiskStore {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.writeHold.releaseAll();
     await Promise.allSettled([...this.pendingWrites.values()]);
     await this.evictionSettled();
     await Promise.allSettled([...this.pendingRemovals.values(), ...this.pendingTouches]);
@@ -276,6 +286,7 @@ export class DiskStore {
   }
 
   private async writeEntry(key: string, name: string, data: Uint8Array): Promise<void> {
+    await this.writeHold.whenWritable(data.length);
     const shardDir = await this.ensureShardDir(name);
     const tempPath = join(shardDir, newTempFileName());
     try {

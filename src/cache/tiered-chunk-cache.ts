@@ -132,6 +132,14 @@ export class TieredChunkCache implements ChunkCache {
     return this.memory.has(key) || this.disk.has(entryNameForKey(key));
   }
 
+  /**
+   * Holds disk writes back while the caller does latency-bound work (a pull's Prepares), at most
+   * `maxMs`; new chunks stay in the memory tier meanwhile. Returns the release.
+   */
+  holdDiskWrites(maxMs: number): () => void {
+    return this.disk.holdWrites(maxMs);
+  }
+
   pin(key: string): () => void {
     return this.pins.pin(entryNameForKey(key));
   }

@@ -110,7 +110,7 @@ async function assemble(config: DaemonConfig, log: Logger, closers: Closers): Pr
       }),
     log,
   );
-  const puller = new DaemonPuller({ registry: client, plainHttpRegistry: registryOptions, warmer: resolver, log });
+  const puller = new DaemonPuller({ registry: client, plainHttpRegistry: registryOptions, warmer: resolver, log, holdCacheWrites: (ms) => cache.holdDiskWrites(ms) });
   closers.add(() => puller.close());
   const server: SnapshotsServer = await serveSnapshots(core, config.address, log, [status, pullService(puller.run, log)]);
   closers.add(() => server.close());

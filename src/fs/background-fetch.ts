@@ -67,7 +67,7 @@ export interface LayerProgress {
   totalBytes: number;
   /** Compressed bytes this mount received from the registry (on demand, prefetch, background). */
   fetchedBytes: number;
-  /** Compressed bytes the prefetch and background passes have confirmed are cached. */
+  /** Compressed bytes the prefetch and background passes have handed to the cache (the background pass: once on disk). */
   completedBytes: number;
   /** Uncompressed bytes handed to readers. */
   servedBytes: number;
@@ -137,6 +137,7 @@ export class BackgroundFetch {
   private async run(markPrefetched: () => void): Promise<void> {
     try {
       await this.fetchAll(this.prefetchChunks, 'prefetch');
+      await this.fetcher.writesSettled();
     } finally {
       this.prefetchFinished = !this.stopped;
       markPrefetched();
@@ -165,7 +166,10 @@ export class BackgroundFetch {
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
         await this.fetcher.fetchMissing(batch.chunks, priority);
-        await this.fetcher.writesSettled();
+        // The prefetch goes on while its chunks are written (a write hold may keep them in memory until
+        // a pull is through) and waits for the writes once, at its end; the background pass keeps to
+        // the pace of the disk.
+        if (priority === 'background') await this.fetcher.writesSettled();
         this.completed += batch.bytes;
         return;
       } catch (err) {

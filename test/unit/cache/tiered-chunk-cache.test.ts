@@ -46,6 +46,28 @@ const FOOTPRINT = 8192;
 /** A memory tier too small for any test chunk, so gets exercise the disk. */
 const NO_MEMORY = { maxMemoryBytes: 1 };
 
+describe('tiered chunk cache: disk write hold', () => {
+  it('keeps new chunks in memory only while held, writes them on release, and on close', async () => {
+    const dir = await makeTempDir();
+    const cache = await openCache(dir);
+    const release = cache.holdDiskWrites(60_000);
+    const chunk = digestChunk(7, 5000);
+    const put = cache.put(chunk.key, chunk.data);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await exists(entryPath(dir, chunk.key))).toBe(false);
+    expect((await cache.get(chunk.key))?.equals(chunk.data)).toBe(true);
+    release();
+    await put;
+    expect(await exists(entryPath(dir, chunk.key))).toBe(true);
+
+    cache.holdDiskWrites(60_000);
+    const later = digestChunk(8, 5000);
+    void cache.put(later.key, later.data);
+    await cache.close();
+    expect(await exists(entryPath(dir, later.key))).toBe(true);
+  });
+});
+
 describe('tiered chunk cache: storage', () => {
   it('round-trips digest and unverified keys, and misses unknown keys', async () => {
     const cache = await openCache(await makeTempDir());
