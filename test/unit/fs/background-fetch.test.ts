@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { MemoryOnlyChunkCache } from '../../../src/cache/index.js';
 import { BackgroundFetch, DEFAULT_BACKGROUND_FETCH } from '../../../src/fs/background-fetch.js';
 import { ChunkFetcher, type RangeSource } from '../../../src/fs/chunk-fetcher.js';
@@ -98,6 +98,34 @@ describe('mount-time prefetch of a small layer', () => {
     await fetch.prefetched;
     expect(fetch.progress(0).prefetchBytes).toBe(0);
     expect(fetcher.counters.fetchedBytes).toBe(0);
+  });
+});
+
+/** Keeps every chunk readable at once but finishes no put (a disk write) until `release()`. */
+class HeldWritesCache extends MemoryOnlyChunkCache {
+  private releaseAll!: () => void;
+  private readonly released = new Promise<void>((resolve) => (this.releaseAll = resolve));
+  override async put(key: string, data: Buffer): Promise<void> {
+    await super.put(key, data);
+    await this.released;
+  }
+  release(): void {
+    this.releaseAll();
+  }
+}
+
+describe('prefetch while disk writes are held back', () => {
+  it('requests every batch without waiting for their writes, and counts as done only once they are written', async () => {
+    const layer = fakeLayer([{ path: 'file', data: pseudoRandom(9, 8000), chunkSize: 1000 }]);
+    const cache = new HeldWritesCache();
+    const source = new TimedSource(layer.blob);
+    const fetcher = new ChunkFetcher({ index: layer.index, source, cache, layerDigest: 'sha256:layer', deadlineMs: 5000 });
+    const fetch = new BackgroundFetch(layer.index, fetcher, { ...DEFAULT_BACKGROUND_FETCH, background: false, prefetchWholeLayerBytes: layer.blob.length, batchBytes: 1, prefetchConcurrency: 1 });
+    await vi.waitFor(() => expect(source.requestTimes).toHaveLength(8), { timeout: 2000 });
+    expect(fetch.progress(0).prefetchDone).toBe(false);
+    cache.release();
+    await fetch.prefetched;
+    expect(fetch.progress(0)).toMatchObject({ prefetchDone: true, completedBytes: fetch.progress(0).totalBytes });
   });
 });
 
