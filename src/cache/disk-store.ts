@@ -28,7 +28,7 @@ const EVICTION_BATCH = 64;
 /** Entries kept open for range reads: a sequential reader moves through one 4 MiB chunk at a time. */
 const OPEN_ENTRY_LIMIT = 16;
 /** Bytes of entry data a write hold may keep waiting in memory; past it, writes go through. */
-export const MAX_HELD_WRITE_BYTES = 64 * 1024 * 1024;
+const MAX_HELD_WRITE_BYTES = 64 * 1024 * 1024;
 /** A header claiming more block checksums than this (a 4 GiB chunk) is damage, not a chunk. */
 const MAX_HEADER_BYTES = 256 * 1024;
 
