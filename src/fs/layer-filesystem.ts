@@ -1,4 +1,5 @@
 import type { FileType, LayerIndex } from '../layer/layer-index.js';
+import { overlapsAny, type ByteRange } from '../layer/prefetch-ranges.js';
 import type { ChunkFetcher } from './chunk-fetcher.js';
 import { Errno, type FuseOperations, type FuseStat, type FuseStatfs } from './fuse-binding.js';
 import type { FsNode, LayerView } from './layer-view.js';
@@ -43,12 +44,20 @@ export function toStat(node: FsNode): FuseStat {
 
 interface OpenFile {
   readonly node: FsNode;
-  readonly readAhead: ReadAhead;
+  /** Absent for a file the layer's range profile covers. */
+  readonly readAhead: ReadAhead | undefined;
 }
 
 export interface LayerFilesystemOptions {
   /** Bytes fetched ahead of a sequential reader (0: none). */
   readAheadBytes: number;
+  /**
+   * The layer's range-granular prefetch profile, if it has one. Files it covers are not read ahead:
+   * it was recorded under the kernel's own read-ahead, so it already names the chunks of those files a
+   * workload reads, and guessing further (8 MiB past each sequential run of page faults in a mapped
+   * binary) only puts bytes nobody reads on the link before the ones the workload waits for.
+   */
+  profiledRanges?: readonly ByteRange[];
   /** Called with every failed read (the reader sees EIO). */
   onReadError?: (path: string, error: unknown) => void;
 }
@@ -118,7 +127,7 @@ export class LayerFilesystem {
     if (node === undefined) return cb(Errno.ENOENT);
     if ((flags & O_ACCMODE) !== 0) return cb(Errno.EROFS);
     const fd = this.nextFd++;
-    this.files.set(fd, { node, readAhead: new ReadAhead(this.options.readAheadBytes) });
+    this.files.set(fd, { node, readAhead: this.inProfile(node) ? undefined : new ReadAhead(this.options.readAheadBytes) });
     cb(0, fd);
   }
 
@@ -133,7 +142,7 @@ export class LayerFilesystem {
       (copied) => {
         this.bytesServed += copied;
         cb(copied);
-        const ahead = file?.readAhead.next(pos, copied, entry.size);
+        const ahead = file?.readAhead?.next(pos, copied, entry.size);
         if (ahead) this.prefetchAhead(entry, ahead.offset, ahead.length);
       },
       (err: unknown) => {
@@ -141,6 +150,12 @@ export class LayerFilesystem {
         cb(Errno.EIO);
       },
     );
+  }
+
+  private inProfile(node: FsNode): boolean {
+    const ranges = this.options.profiledRanges;
+    if (ranges === undefined || ranges.length === 0) return false;
+    return node.entry?.chunks.some((chunk) => chunk.encoding !== 'zeros' && overlapsAny(ranges, chunk.compressedOffset, chunk.compressedEnd)) ?? false;
   }
 
   /** Fetches what a sequential reader will ask for next; failures surface when it does. */

@@ -1,5 +1,6 @@
 import type { ChunkCache } from '../cache/chunk-cache.js';
 import type { LayerIndex } from '../layer/layer-index.js';
+import type { ByteRange } from '../layer/prefetch-ranges.js';
 import { BackgroundFetch, DEFAULT_BACKGROUND_FETCH, type BackgroundFetchOptions, type LayerProgress } from './background-fetch.js';
 import type { ChunkDecoder } from './chunk-decoder.js';
 import { ChunkFetcher, type FetchCounters, type RangeSource } from './chunk-fetcher.js';
@@ -35,7 +36,7 @@ export interface LayerMountOptions extends LayerFetchOptions {
   mountpoint: string;
   /** Fetching of this same index that began before the mount (LayerFetch.start); the fetch options above are then its own. */
   started?: LayerFetch;
-  /** Fetched ahead of sequential readers. Default 8 MiB. */
+  /** Fetched ahead of sequential readers (not of files a range profile covers). Default 8 MiB. */
   readAheadBytes?: number;
   /** Kernel entry/attr cache lifetime in seconds (layers are immutable). Default 1 day. */
   kernelCacheSeconds?: number;
@@ -70,6 +71,8 @@ export class LayerFetch {
     readonly index: LayerIndex,
     readonly fetcher: ChunkFetcher,
     readonly background: BackgroundFetch,
+    /** The range-granular prefetch profile this fetching follows, if any. */
+    readonly prefetchRanges: readonly ByteRange[] | undefined,
   ) {}
 
   static start(options: LayerFetchOptions): LayerFetch {
@@ -83,7 +86,9 @@ export class LayerFetch {
       ...(options.activity ? { activity: options.activity } : {}),
       smallFileReadAheadBytes: options.smallFileReadAheadBytes ?? DEFAULT_SMALL_FILE_READ_AHEAD_BYTES,
     });
-    return new LayerFetch(options.index, fetcher, new BackgroundFetch(options.index, fetcher, { ...DEFAULT_BACKGROUND_FETCH, ...options.fetch }));
+    const fetch = { ...DEFAULT_BACKGROUND_FETCH, ...options.fetch };
+    // A profile the prefetch does not follow (prefetch off) must not turn read-ahead off either.
+    return new LayerFetch(options.index, fetcher, new BackgroundFetch(options.index, fetcher, fetch), fetch.prefetch ? fetch.prefetchRanges : undefined);
   }
 
   /** Stops the prefetch and background passes (reads in progress finish). */
@@ -116,10 +121,11 @@ export class LayerMount {
     }
   }
 
-  private static async mountWith(options: LayerMountOptions, { fetcher, background }: LayerFetch): Promise<LayerMount> {
+  private static async mountWith(options: LayerMountOptions, { fetcher, background, prefetchRanges }: LayerFetch): Promise<LayerMount> {
     const view = new LayerView(options.index);
     const filesystem = new LayerFilesystem(view, options.index, fetcher, {
       readAheadBytes: options.readAheadBytes ?? DEFAULT_READ_AHEAD_BYTES,
+      ...(prefetchRanges ? { profiledRanges: prefetchRanges } : {}),
       ...(options.onReadError ? { onReadError: options.onReadError } : {}),
     });
     const kernelCache = options.kernelCacheSeconds ?? DEFAULT_KERNEL_CACHE_SECONDS;
