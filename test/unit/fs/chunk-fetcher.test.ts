@@ -1,40 +1,11 @@
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { MemoryOnlyChunkCache } from '../../../src/cache/index.js';
-import { ChunkFetcher, type RangeSource } from '../../../src/fs/chunk-fetcher.js';
+import { ChunkFetcher } from '../../../src/fs/chunk-fetcher.js';
 import { DeadlineExceededError } from '../../../src/fs/deadline.js';
-import { BufferSource } from '../../../src/io/random-access.js';
 import { pseudoRandom } from '../../helpers/fixture-tree.js';
 import { fakeLayer } from './fake-layer.js';
-
-/** Counts reads and lets a test delay, corrupt or stall them. */
-class ScriptedSource implements RangeSource {
-  readAtCalls = 0;
-  readRangesCalls: { start: number; length: number }[][] = [];
-  delayMs = 0;
-  stall = false;
-  replace?: (offset: number, data: Buffer) => Buffer;
-  private readonly inner: BufferSource;
-  constructor(blob: Buffer) {
-    this.inner = new BufferSource(blob);
-  }
-  get size(): number {
-    return this.inner.size;
-  }
-  async readAt(offset: number, length: number): Promise<Buffer> {
-    this.readAtCalls++;
-    return this.answer(offset, await this.inner.readAt(offset, length));
-  }
-  async readRanges(ranges: readonly { start: number; length: number }[]): Promise<Buffer[]> {
-    this.readRangesCalls.push([...ranges]);
-    return Promise.all(ranges.map(async (r) => this.answer(r.start, await this.inner.readAt(r.start, r.length))));
-  }
-  private async answer(offset: number, data: Buffer): Promise<Buffer> {
-    if (this.stall) await new Promise(() => undefined);
-    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
-    return this.replace ? this.replace(offset, data) : data;
-  }
-}
+import { ScriptedSource } from './scripted-source.js';
 
 function setup(deadlineMs = 2000) {
   const data = pseudoRandom(1, 5 * 1000);
